@@ -1,0 +1,39 @@
+//! The engine's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong inside the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The data directory has no current snapshot yet.
+    #[error("no snapshot in {0}: run `ocs-dash etl` or `ocs-dash demo` first")]
+    NoSnapshot(PathBuf),
+    /// A snapshot's manifest is missing or unreadable.
+    #[error("snapshot {version} is incomplete or damaged: {reason}")]
+    BadSnapshot { version: String, reason: String },
+    /// Filesystem trouble in the data directory.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A query failed inside DataFusion.
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    /// A manifest could not be (de)serialised.
+    #[error("manifest: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// The engine's result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

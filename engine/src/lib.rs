@@ -1,0 +1,13 @@
+//! ocs-dash engine: the snapshot format and the queries over it.
+//!
+//! A *snapshot* is one consistent export of an Open Chat Studio database,
+//! already resolved into the shape the dashboard needs (counted sessions,
+//! effective platforms, turns with their session's chatbot and participant).
+//! [`snapshot`] defines its tables and columns (the contract between the ETL,
+//! which writes them, and everything that reads them) and the versioned data
+//! directory whose `CURRENT` pointer is flipped atomically.
+
+pub mod error;
+pub mod snapshot;
+
+pub use error::{Error, Result};

@@ -1,0 +1,17 @@
+//! ocs-dash ETL: from Open Chat Studio's Postgres (or the synthetic
+//! generator) to a versioned, team-partitioned Parquet snapshot.
+//!
+//! ```text
+//! Postgres ──COPY binary──▶ pgcopy ─┐
+//!                                   ├─▶ stage (local Parquet) ─▶ transform (DataFusion SQL) ─▶ write ─▶ publish
+//! generate ─────────────────────────┘
+//! ```
+
+pub mod error;
+pub mod pgcopy;
+pub mod source;
+pub mod stage;
+pub mod transform;
+pub mod write;
+
+pub use error::{Error, Result};

@@ -1,0 +1,99 @@
+//! Staging: source rows land in local Parquet files (one per source table)
+//! before the transform reads them, so memory stays bounded by a batch no
+//! matter how large the source is, and the transform can read a table more
+//! than once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use crate::error::{Error, Result};
+use crate::source::{SOURCES, SourceTable};
+
+/// A folder of staged source tables.
+pub struct Stage {
+    dir: PathBuf,
+    writers: HashMap<&'static str, ArrowWriter<File>>,
+    rows: BTreeMap<String, u64>,
+}
+
+impl std::fmt::Debug for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stage").field("dir", &self.dir).field("rows", &self.rows).finish()
+    }
+}
+
+impl Stage {
+    pub fn create(dir: PathBuf) -> Result<Self> {
+        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        Ok(Stage {
+            dir,
+            writers: HashMap::new(),
+            rows: BTreeMap::new(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, table: &str) -> PathBuf {
+        self.dir.join(format!("{table}.parquet"))
+    }
+
+    /// Appends a batch (in the table's source schema) to a staged table.
+    pub fn write(&mut self, table: &'static SourceTable, batch: &RecordBatch) -> Result<()> {
+        if !self.writers.contains_key(table.name) {
+            let path = self.path(table.name);
+            let file = File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+            let props = WriterProperties::builder()
+                .set_compression(Compression::UNCOMPRESSED)
+                .build();
+            let w = ArrowWriter::try_new(file, table.schema.clone(), Some(props))?;
+            self.writers.insert(table.name, w);
+        }
+        let w = self.writers.get_mut(table.name).expect("writer just inserted");
+        w.write(batch)?;
+        *self.rows.entry(table.name.to_string()).or_default() += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Closes every file; tables that got no rows get an empty file, so the
+    /// transform always finds all of them.
+    pub fn finish(&mut self) -> Result<BTreeMap<String, u64>> {
+        for t in SOURCES.iter() {
+            if !self.writers.contains_key(t.name) {
+                self.write(t, &RecordBatch::new_empty(t.schema.clone()))?;
+            }
+        }
+        for (_, w) in self.writers.drain() {
+            w.close()?;
+        }
+        Ok(self.rows.clone())
+    }
+
+    /// Registers every staged table in `ctx` under `<prefix><table>`.
+    pub async fn register(&self, ctx: &SessionContext, prefix: &str) -> Result<()> {
+        for t in SOURCES.iter() {
+            let path = self.path(t.name);
+            ctx.register_parquet(
+                format!("{prefix}{}", t.name),
+                path.to_string_lossy().as_ref(),
+                ParquetReadOptions::default().schema(&t.schema),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Removes the staging folder.
+    pub fn remove(self) -> Result<()> {
+        fs::remove_dir_all(&self.dir).map_err(|e| Error::io(format!("removing {}", self.dir.display()), e))
+    }
+}

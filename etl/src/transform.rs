@@ -1,0 +1,88 @@
+//! The one transform from OCS source rows to a snapshot.
+//!
+//! Input: the source tables of [`crate::source`] registered in a DataFusion
+//! context under their OCS names (staged Parquet from Postgres or from the
+//! generator; for an incremental run, `chat_chatmessage` is a view that
+//! rebuilds the message table from the previous snapshot plus new rows).
+//! Output: every table of [`ocs_dash_engine::snapshot::TABLES`], resolved by
+//! the SQL in `etl/sql/` (counted sessions, effective platforms, turns with
+//! their session's attributes, tags filtered per metrics.md), plus the count
+//! of each anomaly met on the way. Both readers run exactly this code, so a
+//! generated snapshot and an exported one can't drift apart.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use ocs_dash_engine::snapshot::{self, register_table};
+
+use crate::error::Result;
+
+/// Memory the ETL's queries may hold before sorts spill to disk.
+const ETL_MEMORY: usize = 2 << 30;
+
+/// A DataFusion context for the ETL: bounded memory, spilling sorts.
+pub fn etl_context() -> Result<SessionContext> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let config = SessionConfig::new()
+        .with_target_partitions(threads)
+        .with_information_schema(false);
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(ETL_MEMORY, 1.0)
+        .build_arc()?;
+    Ok(SessionContext::new_with_config_rt(config, runtime))
+}
+
+/// The table SQL, in writing order. Later queries read earlier outputs back
+/// from the new snapshot as `snap_<table>`.
+const STEPS: &[(&str, &str)] = &[
+    ("teams", include_str!("../sql/teams.sql")),
+    ("chatbots", include_str!("../sql/chatbots.sql")),
+    ("participants", include_str!("../sql/participants.sql")),
+    ("tags", include_str!("../sql/tags.sql")),
+    ("sessions", include_str!("../sql/sessions.sql")),
+    ("turns", include_str!("../sql/turns.sql")),
+    ("_other_messages", include_str!("../sql/other_messages.sql")),
+    ("message_tags", include_str!("../sql/message_tags.sql")),
+    ("session_tags", include_str!("../sql/session_tags.sql")),
+];
+
+const ANOMALIES: &str = include_str!("../sql/anomalies.sql");
+
+/// What the transform produced.
+#[derive(Debug, Default, Clone)]
+pub struct Transformed {
+    /// Rows written per snapshot table.
+    pub tables: BTreeMap<String, u64>,
+    /// Source rows met per anomaly kind (only kinds that occurred).
+    pub anomalies: BTreeMap<String, u64>,
+}
+
+/// Runs the transform: source tables registered in `ctx` → the snapshot
+/// tables written under `version_dir`.
+pub async fn run(ctx: &SessionContext, version_dir: &Path) -> Result<Transformed> {
+    let mut out = Transformed::default();
+    for (name, sql) in STEPS {
+        let def = snapshot::table(name).expect("every step is a snapshot table");
+        let started = std::time::Instant::now();
+        let df = ctx.sql(sql).await?;
+        let rows = crate::write::write_table(df, def, version_dir).await?;
+        tracing::info!(table = name, rows, ms = started.elapsed().as_millis() as u64, "wrote snapshot table");
+        register_table(ctx, &format!("snap_{name}"), &version_dir.join(name), def)?;
+        out.tables.insert(name.to_string(), rows);
+    }
+    for batch in ctx.sql(ANOMALIES).await?.collect().await? {
+        let kinds = batch.column(0).as_string::<i32>();
+        let counts = batch.column(1).as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            let n = counts.value(i) as u64;
+            if n > 0 {
+                out.anomalies.insert(kinds.value(i).to_string(), n);
+            }
+        }
+    }
+    Ok(out)
+}
