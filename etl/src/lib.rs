@@ -9,6 +9,9 @@
 
 pub mod error;
 pub mod pgcopy;
+pub mod postgres;
+pub mod progress;
+pub mod run;
 pub mod source;
 pub mod stage;
 pub mod transform;

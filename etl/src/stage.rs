@@ -21,6 +21,7 @@ pub struct Stage {
     dir: PathBuf,
     writers: HashMap<&'static str, ArrowWriter<File>>,
     rows: BTreeMap<String, u64>,
+    closed: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for Stage {
@@ -36,6 +37,7 @@ impl Stage {
             dir,
             writers: HashMap::new(),
             rows: BTreeMap::new(),
+            closed: Vec::new(),
         })
     }
 
@@ -64,31 +66,39 @@ impl Stage {
         Ok(())
     }
 
+    /// Closes one table's file (writing an empty one if it got no rows), so
+    /// that it can be read while others are still being staged.
+    pub fn close_table(&mut self, table: &'static SourceTable) -> Result<()> {
+        if !self.writers.contains_key(table.name) {
+            self.write(table, &RecordBatch::new_empty(table.schema.clone()))?;
+        }
+        if let Some(w) = self.writers.remove(table.name) {
+            w.close()?;
+        }
+        self.closed.push(table.name);
+        Ok(())
+    }
+
     /// Closes every file; tables that got no rows get an empty file, so the
     /// transform always finds all of them.
     pub fn finish(&mut self) -> Result<BTreeMap<String, u64>> {
         for t in SOURCES.iter() {
-            if !self.writers.contains_key(t.name) {
-                self.write(t, &RecordBatch::new_empty(t.schema.clone()))?;
+            if !self.closed.contains(&t.name) {
+                self.close_table(t)?;
             }
-        }
-        for (_, w) in self.writers.drain() {
-            w.close()?;
         }
         Ok(self.rows.clone())
     }
 
-    /// Registers every staged table in `ctx` under `<prefix><table>`.
-    pub async fn register(&self, ctx: &SessionContext, prefix: &str) -> Result<()> {
-        for t in SOURCES.iter() {
-            let path = self.path(t.name);
-            ctx.register_parquet(
-                format!("{prefix}{}", t.name),
-                path.to_string_lossy().as_ref(),
-                ParquetReadOptions::default().schema(&t.schema),
-            )
-            .await?;
-        }
+    /// Registers one closed staged table in `ctx` as `alias`.
+    pub async fn register(&self, ctx: &SessionContext, table: &SourceTable, alias: &str) -> Result<()> {
+        let path = self.path(table.name);
+        ctx.register_parquet(
+            alias,
+            path.to_string_lossy().as_ref(),
+            ParquetReadOptions::default().schema(&table.schema),
+        )
+        .await?;
         Ok(())
     }
 

@@ -1,0 +1,343 @@
+//! The ETL run: export (full or incremental), transform, publish.
+//!
+//! ## Incremental runs and how deletions are detected
+//!
+//! Every table except `chat_chatmessage` is small next to it and is re-read
+//! whole on every run, so inserts, updates (sessions ending, status
+//! changes, tags added) and deletions (sessions, tagged items) in those
+//! tables are picked up exactly. Messages are read incrementally: the
+//! previous snapshot keeps every valid message (turns plus
+//! `_other_messages`) and records the highest message id it saw, with the
+//! count and sum of all ids up to it. A new run
+//! 1. drops the previous messages whose chat no longer exists (OCS deletes a
+//!    session's messages by deleting its chat),
+//! 2. asks Postgres for the count and id sum of messages up to the old
+//!    watermark, and compares them with what is left of the previous
+//!    snapshot: equal means no message below the watermark was deleted or
+//!    inserted late (a transaction that committed after the previous export
+//!    with a lower id),
+//! 3. reads only messages above the watermark.
+//! If the check in 2 fails, the run falls back to reading every message and
+//! says so in its summary. OCS never edits a message's `chat_id`,
+//! `message_type` or `created_at` after insert; an edit of those in place is
+//! the one change an incremental run would not see (`--full` does).
+//! The transform then runs on the complete source, so an incremental
+//! snapshot is identical to a full one by construction.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::prelude::SessionContext;
+use ocs_dash_engine::snapshot::{DataDir, Manifest, MessageWatermark, register_all};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::generate::{self, GenOptions};
+use crate::postgres;
+use crate::progress::Progress;
+use crate::source::{MESSAGES, SOURCES, source};
+use crate::stage::Stage;
+use crate::transform;
+
+/// How many complete versions to keep besides the current one.
+pub const DEFAULT_KEEP: usize = 3;
+
+/// Options of `ocs-dash etl`.
+#[derive(Debug, Clone)]
+pub struct EtlOptions {
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    /// Re-read everything instead of only what changed.
+    pub full: bool,
+    /// Complete versions kept by pruning.
+    pub keep: usize,
+}
+
+/// What a run did, for the closing summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub version: String,
+    pub mode: String,
+    /// Why an incremental run read every message after all.
+    pub fallback: Option<String>,
+    pub as_of: DateTime<Utc>,
+    pub source_rows: BTreeMap<String, u64>,
+    pub tables: BTreeMap<String, u64>,
+    pub anomalies: BTreeMap<String, u64>,
+    pub elapsed: Duration,
+    pub pruned: Vec<String>,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "snapshot {} ({}), data as of {}", self.version, self.mode, self.as_of.to_rfc3339())?;
+        if let Some(why) = &self.fallback {
+            writeln!(f, "  read every message: {why}")?;
+        }
+        let read: u64 = self.source_rows.values().sum();
+        let secs = self.elapsed.as_secs_f64();
+        writeln!(
+            f,
+            "  {read} source rows in {secs:.2} s ({:.0} rows/s)",
+            read as f64 / secs.max(1e-9)
+        )?;
+        writeln!(f, "  source rows read:")?;
+        for (t, n) in &self.source_rows {
+            writeln!(f, "    {t:<32} {n:>12}")?;
+        }
+        writeln!(f, "  snapshot rows written:")?;
+        for (t, n) in &self.tables {
+            writeln!(f, "    {t:<32} {n:>12}")?;
+        }
+        if self.anomalies.is_empty() {
+            writeln!(f, "  anomalies: none")?;
+        } else {
+            writeln!(f, "  anomalies (handled per metrics.md, see the README):")?;
+            for (t, n) in &self.anomalies {
+                writeln!(f, "    {t:<32} {n:>12}")?;
+            }
+        }
+        if !self.pruned.is_empty() {
+            writeln!(f, "  pruned old versions: {}", self.pruned.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Makes sure the data directory exists and can be written, before any
+/// export starts.
+pub fn prepare_data_dir(dir: &DataDir) -> Result<()> {
+    let fail = |source| Error::DataDir {
+        path: dir.root().display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir.root().join("snapshots")).map_err(fail)?;
+    let probe = dir.root().join(".write-probe");
+    std::fs::write(&probe, b"ok").map_err(fail)?;
+    std::fs::remove_file(&probe).map_err(fail)
+}
+
+/// Exports OCS Postgres into a new snapshot and makes it current.
+pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summary> {
+    let started = Instant::now();
+    let mut conn = postgres::connect(&opts.database_url).await?;
+    let info = postgres::inspect(&mut conn).await?;
+    let dir = DataDir::new(&opts.data_dir);
+    prepare_data_dir(&dir)?;
+    let previous = if opts.full { None } else { previous_postgres_manifest(&dir)? };
+
+    sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut conn)
+        .await?;
+    let as_of: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&mut conn).await?;
+    let version = DataDir::new_version_name(Utc::now());
+    let vdir = dir.version_dir(&version);
+    let mut stage = Stage::create(vdir.join("_staging"))?;
+    let ctx = transform::etl_context()?;
+    let mut source_rows = BTreeMap::new();
+    let mut infinite = 0;
+    for table in SOURCES.iter().filter(|t| t.name != MESSAGES) {
+        let (rows, inf) = postgres::copy_table(&mut conn, table, info, None, &mut stage, progress).await?;
+        source_rows.insert(table.name.to_string(), rows);
+        infinite += inf;
+    }
+    for table in SOURCES.iter().filter(|t| t.name != MESSAGES) {
+        stage.register(&ctx, table, table.name).await?;
+    }
+
+    let messages = source(MESSAGES);
+    let mut fallback = None;
+    let mut incremental_from = None;
+    if let Some(prev) = &previous {
+        register_all(&ctx, &dir, &prev.version, "prev_")?;
+        ctx.sql(KEPT_MESSAGES_VIEW).await?.collect().await?;
+        let kept = fingerprint(&ctx, "kept_messages").await?;
+        let pg = postgres::message_fingerprint(&mut conn, prev.watermark.max_id).await?;
+        if kept == pg {
+            incremental_from = Some(prev.watermark.max_id);
+        } else {
+            fallback = Some(format!(
+                "messages up to id {} changed since the last snapshot (now {} rows, snapshot kept {})",
+                prev.watermark.max_id, pg.0, kept.0
+            ));
+        }
+    }
+    let (rows, inf) = postgres::copy_table(&mut conn, messages, info, incremental_from, &mut stage, progress).await?;
+    source_rows.insert(MESSAGES.to_string(), rows);
+    infinite += inf;
+    sqlx::query("COMMIT").execute(&mut conn).await?;
+    drop(conn);
+
+    if incremental_from.is_some() {
+        stage.register(&ctx, messages, "new_chat_chatmessage").await?;
+        ctx.sql("CREATE VIEW chat_chatmessage AS SELECT * FROM kept_messages UNION ALL SELECT * FROM new_chat_chatmessage")
+            .await?
+            .collect()
+            .await?;
+    } else {
+        stage.register(&ctx, messages, MESSAGES).await?;
+    }
+    let mode = if incremental_from.is_some() { "incremental" } else { "full" };
+    let manifest = finish_snapshot(
+        &ctx,
+        &dir,
+        stage,
+        Meta {
+            version: version.clone(),
+            as_of,
+            source: "postgres",
+            mode,
+            session_platform_column: info.session_platform,
+            source_rows: source_rows.clone(),
+            infinite_timestamps: infinite,
+        },
+        progress,
+    )
+    .await?;
+    let pruned = dir.prune(opts.keep)?;
+    Ok(Summary {
+        version,
+        mode: mode.to_string(),
+        fallback,
+        as_of,
+        source_rows,
+        tables: manifest.tables,
+        anomalies: manifest.anomalies,
+        elapsed: started.elapsed(),
+        pruned,
+    })
+}
+
+/// The previous snapshot's messages that still have their chat, in the
+/// source schema of `chat_chatmessage`.
+const KEPT_MESSAGES_VIEW: &str = "CREATE VIEW kept_messages AS
+    SELECT message_id AS id, chat_id, message_type, created_at FROM prev_turns
+    WHERE chat_id IN (SELECT id FROM chat_chat)
+    UNION ALL
+    SELECT message_id AS id, chat_id, message_type, created_at FROM prev__other_messages
+    WHERE chat_id IN (SELECT id FROM chat_chat)";
+
+/// The last snapshot this data directory got from Postgres, if an
+/// incremental run can build on it.
+fn previous_postgres_manifest(dir: &DataDir) -> Result<Option<Manifest>> {
+    let Some(current) = dir.current()? else { return Ok(None) };
+    let m = dir.manifest(&current)?;
+    Ok((m.source == "postgres").then_some(m))
+}
+
+/// Count and decimal id sum of a registered message table.
+async fn fingerprint(ctx: &SessionContext, table: &str) -> Result<(u64, String)> {
+    let w = watermark(ctx, table).await?;
+    Ok((w.count, w.id_sum))
+}
+
+async fn watermark(ctx: &SessionContext, table: &str) -> Result<MessageWatermark> {
+    let sql = format!(
+        "SELECT COALESCE(max(id), 0), count(*), \
+         CAST(COALESCE(sum(CAST(id AS DECIMAL(38, 0))), 0) AS VARCHAR) FROM {table}"
+    );
+    let batches = ctx.sql(&sql).await?.collect().await?;
+    let b = &batches[0];
+    let sum_col = datafusion::arrow::compute::cast(b.column(2), &datafusion::arrow::datatypes::DataType::Utf8)?;
+    Ok(MessageWatermark {
+        max_id: b.column(0).as_primitive::<Int64Type>().value(0),
+        count: b.column(1).as_primitive::<Int64Type>().value(0) as u64,
+        id_sum: sum_col.as_string::<i32>().value(0).to_string(),
+    })
+}
+
+struct Meta {
+    version: String,
+    as_of: DateTime<Utc>,
+    source: &'static str,
+    mode: &'static str,
+    session_platform_column: bool,
+    source_rows: BTreeMap<String, u64>,
+    infinite_timestamps: u64,
+}
+
+/// Transform, seal, publish: the tail every snapshot build shares.
+async fn finish_snapshot(
+    ctx: &SessionContext,
+    dir: &DataDir,
+    stage: Stage,
+    meta: Meta,
+    progress: &mut Progress,
+) -> Result<Manifest> {
+    let vdir = dir.version_dir(&meta.version);
+    let watermark = watermark(ctx, MESSAGES).await?;
+    progress.step("writing snapshot");
+    let out = transform::run(ctx, &vdir).await?;
+    progress.done("transform", "all", out.tables.values().sum());
+    stage.remove()?;
+    let mut anomalies = out.anomalies;
+    if meta.infinite_timestamps > 0 {
+        anomalies.insert("infinite_timestamps".into(), meta.infinite_timestamps);
+    }
+    let teams = team_ids(ctx).await?;
+    let manifest = Manifest {
+        version: meta.version.clone(),
+        as_of: meta.as_of,
+        created_at: Utc::now(),
+        source: meta.source.to_string(),
+        mode: meta.mode.to_string(),
+        session_platform_column: meta.session_platform_column,
+        tables: out.tables,
+        source_rows: meta.source_rows,
+        anomalies,
+        watermark,
+        teams,
+    };
+    dir.seal(&manifest)?;
+    dir.publish(&meta.version)?;
+    progress.finish();
+    Ok(manifest)
+}
+
+async fn team_ids(ctx: &SessionContext) -> Result<Vec<i64>> {
+    let mut ids = Vec::new();
+    for b in ctx.sql("SELECT team_id FROM snap_teams ORDER BY team_id").await?.collect().await? {
+        let col = b.column(0).as_primitive::<Int64Type>();
+        ids.extend((0..col.len()).map(|i| col.value(i)));
+    }
+    Ok(ids)
+}
+
+/// Generates a synthetic OCS straight into a new current snapshot, without
+/// Postgres (`ocs-dash demo`), through the same transform as the ETL.
+pub async fn generate_snapshot(data_dir: &Path, opts: &GenOptions, progress: &mut Progress) -> Result<Manifest> {
+    let dir = DataDir::new(data_dir);
+    prepare_data_dir(&dir)?;
+    let version = DataDir::new_version_name(Utc::now());
+    let mut stage = Stage::create(dir.version_dir(&version).join("_staging"))?;
+    progress.step("generating");
+    let summary = generate::generate(opts, &mut stage).await?;
+    stage.finish()?;
+    let ctx = transform::etl_context()?;
+    for table in SOURCES.iter() {
+        stage.register(&ctx, table, table.name).await?;
+    }
+    let manifest = finish_snapshot(
+        &ctx,
+        &dir,
+        stage,
+        Meta {
+            version,
+            as_of: opts.end,
+            source: "generator",
+            mode: "full",
+            session_platform_column: opts.session_platform,
+            source_rows: summary.rows,
+            infinite_timestamps: 0,
+        },
+        progress,
+    )
+    .await?;
+    dir.prune(DEFAULT_KEEP)?;
+    Ok(manifest)
+}

@@ -1,0 +1,316 @@
+//! The ETL against a real Postgres with the real OCS schema: both schema
+//! variants, every anomaly, incremental ≡ full, bad arguments.
+
+mod common;
+
+use std::path::Path;
+
+use common::{TestDb, snapshot_contents, snapshot_i64};
+use ocs_dash_engine::snapshot::DataDir;
+use ocs_dash_etl::generate::{self, GenOptions, Scale};
+use ocs_dash_etl::progress::Progress;
+use ocs_dash_etl::run::{EtlOptions, Summary, run_etl};
+
+fn gen_opts(scale: Scale, seed: u64, session_platform: bool) -> GenOptions {
+    GenOptions {
+        scale,
+        seed,
+        end: "2026-11-20T12:00:00Z".parse().unwrap(),
+        session_platform,
+    }
+}
+
+async fn etl(db: &TestDb, data: &Path, full: bool) -> Summary {
+    let opts = EtlOptions {
+        database_url: db.url.clone(),
+        data_dir: data.to_path_buf(),
+        full,
+        keep: 2,
+    };
+    run_etl(&opts, &mut Progress::hidden()).await.unwrap()
+}
+
+/// Effective platform and counted sessions, written from metrics.md §2.
+fn counted_sessions_sql(session_platform: bool) -> String {
+    let first = if session_platform { "s.platform, " } else { "" };
+    format!(
+        "SELECT s.*, COALESCE({first}c.platform, p.platform) AS eff_platform
+         FROM experiments_experimentsession s
+         LEFT JOIN channels_experimentchannel c ON c.id = s.experiment_channel_id
+         LEFT JOIN experiments_participant p ON p.id = s.participant_id
+         WHERE s.status <> 'setup' AND COALESCE({first}c.platform, p.platform) IS DISTINCT FROM 'evaluations'"
+    )
+}
+
+/// Row counts of every snapshot table, computed straight from the source.
+async fn assert_counts_match_source(db: &TestDb, data: &Path, session_platform: bool) {
+    let counted = counted_sessions_sql(session_platform);
+    let turns = format!(
+        "SELECT m.*, cs.team_id FROM chat_chatmessage m JOIN ({counted}) cs ON cs.chat_id = m.chat_id
+         WHERE m.message_type IN ('human', 'ai')"
+    );
+    let checks = [
+        ("SELECT count(*) FROM teams", "SELECT count(*) FROM teams_team".to_string()),
+        (
+            "SELECT count(*) FROM chatbots",
+            "SELECT count(*) FROM experiments_experiment WHERE working_version_id IS NULL".into(),
+        ),
+        (
+            "SELECT count(*) FROM sessions",
+            "SELECT count(*) FROM experiments_experimentsession".into(),
+        ),
+        ("SELECT count(*) FROM sessions WHERE counted", format!("SELECT count(*) FROM ({counted}) x")),
+        ("SELECT count(*) FROM turns", format!("SELECT count(*) FROM ({turns}) t")),
+        (
+            "SELECT count(*) FROM turns WHERE message_type = 'human'",
+            format!("SELECT count(*) FROM ({turns}) t WHERE message_type = 'human'"),
+        ),
+        (
+            "SELECT count(*) FROM message_tags",
+            format!(
+                "SELECT count(*) FROM (SELECT DISTINCT t.id, tu.id FROM annotations_customtaggeditem i
+                 JOIN django_content_type ct ON ct.id = i.content_type_id AND ct.app_label = 'chat' AND ct.model = 'chatmessage'
+                 JOIN annotations_tag t ON t.id = i.tag_id AND t.team_id = i.team_id AND t.category <> 'experiment_version'
+                 JOIN ({turns}) tu ON tu.id = i.object_id AND tu.team_id = i.team_id) x"
+            ),
+        ),
+        (
+            "SELECT count(*) FROM session_tags",
+            format!(
+                "SELECT count(*) FROM (SELECT DISTINCT t.id, cs.id FROM annotations_customtaggeditem i
+                 JOIN django_content_type ct ON ct.id = i.content_type_id AND ct.app_label = 'chat' AND ct.model = 'chat'
+                 JOIN annotations_tag t ON t.id = i.tag_id AND t.team_id = i.team_id AND t.category <> 'experiment_version'
+                 JOIN ({counted}) cs ON cs.chat_id = i.object_id AND cs.team_id = i.team_id) x"
+            ),
+        ),
+        (
+            "SELECT count(*) FROM (SELECT message_id FROM turns UNION ALL SELECT message_id FROM _other_messages)",
+            "SELECT count(*) FROM chat_chatmessage".into(),
+        ),
+        (
+            "SELECT count(DISTINCT participant_id) FROM turns WHERE message_type = 'human'",
+            format!("SELECT count(DISTINCT participant_id) FROM ({turns}) t JOIN experiments_experimentsession s ON s.chat_id = t.chat_id WHERE t.message_type = 'human'"),
+        ),
+    ];
+    for (snap_sql, pg_sql) in checks {
+        let expected = db.scalar_i64(&pg_sql).await;
+        let got = snapshot_i64(data, snap_sql).await;
+        assert_eq!(got, expected, "{snap_sql} vs the source");
+    }
+    // Turns carry their session's effective platform (metrics.md §2).
+    let platform_mix = format!(
+        "SELECT count(*) FROM ({turns}) t WHERE t.team_id IS NOT NULL AND \
+         (SELECT eff_platform FROM ({counted}) cs WHERE cs.chat_id = t.chat_id) = 'whatsapp'"
+    );
+    assert_eq!(
+        snapshot_i64(data, "SELECT count(*) FROM turns WHERE platform = 'whatsapp'").await,
+        db.scalar_i64(&platform_mix).await
+    );
+}
+
+#[tokio::test]
+async fn full_export_matches_source_current_schema() {
+    let db = TestDb::create("full_current").await;
+    generate::generate_into_postgres(&db.url, &gen_opts(Scale::Tiny, 7, true)).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let summary = etl(&db, data.path(), false).await;
+    assert_eq!(summary.mode, "full");
+    assert_counts_match_source(&db, data.path(), true).await;
+    let m = DataDir::new(data.path()).manifest(&summary.version).unwrap();
+    assert!(m.session_platform_column);
+    assert_eq!(m.source, "postgres");
+    // The generator plants every anomaly; the summary counts each of them.
+    for kind in [
+        "orphan_messages",
+        "sessions_unknown_platform",
+        "sessions_ended_before_start",
+        "turns_before_session_start",
+        "tagged_items_dangling",
+        "tagged_items_other_team",
+    ] {
+        assert!(summary.anomalies.get(kind).copied().unwrap_or(0) > 0, "{kind} not reported: {:?}", summary.anomalies);
+    }
+    // Message content is never exported.
+    for def in ocs_dash_engine::snapshot::TABLES.iter() {
+        assert!(def.schema.field_with_name("content").is_err(), "{} exports content", def.name);
+    }
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn full_export_matches_source_legacy_schema() {
+    let db = TestDb::create("full_legacy").await;
+    generate::generate_into_postgres(&db.url, &gen_opts(Scale::Tiny, 11, false)).await.unwrap();
+    let platform_column = db
+        .scalar_i64(
+            "SELECT count(*) FROM information_schema.columns
+             WHERE table_name = 'experiments_experimentsession' AND column_name = 'platform'",
+        )
+        .await;
+    assert_eq!(platform_column, 0, "legacy schema has no session.platform");
+    let data = tempfile::tempdir().unwrap();
+    let summary = etl(&db, data.path(), true).await;
+    assert_counts_match_source(&db, data.path(), false).await;
+    assert!(!DataDir::new(data.path()).manifest(&summary.version).unwrap().session_platform_column);
+    db.drop_db().await;
+}
+
+/// Runs the real binary; returns (exit code, stdout, stderr).
+fn ocs_dash(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ocs-dash"))
+        .args(args)
+        .env_remove("OCS_DASH_DATA")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn incremental_equals_full_after_inserts_updates_and_deletes() {
+    let db = TestDb::create("incremental").await;
+    generate::generate_into_postgres(&db.url, &gen_opts(Scale::Tiny, 3, true)).await.unwrap();
+    let inc = tempfile::tempdir().unwrap();
+    assert_eq!(etl(&db, inc.path(), false).await.mode, "full");
+
+    // A day of new activity, then the changes a nightly job must not miss.
+    generate::simulate_day(&db.url, 1).await.unwrap();
+    db.exec(
+        "UPDATE experiments_experimentsession SET status = 'complete', ended_at = created_at + interval '42 minutes'
+           WHERE id IN (SELECT id FROM experiments_experimentsession WHERE ended_at IS NULL ORDER BY id LIMIT 5);
+         UPDATE experiments_experimentsession SET status = 'active'
+           WHERE id IN (SELECT id FROM experiments_experimentsession WHERE status = 'setup' ORDER BY id LIMIT 3);
+         DELETE FROM annotations_customtaggeditem WHERE id IN (SELECT id FROM annotations_customtaggeditem ORDER BY id LIMIT 7);
+         INSERT INTO annotations_customtaggeditem (created_at, updated_at, team_id, tag_id, content_type_id, object_id)
+           SELECT now(), now(), m.team_id, t.id, ct.id, m.id
+           FROM (SELECT DISTINCT ON (s.team_id) s.team_id, cm.id FROM chat_chatmessage cm
+                 JOIN experiments_experimentsession s ON s.chat_id = cm.chat_id
+                 WHERE cm.message_type = 'human' ORDER BY s.team_id, cm.id) m
+           JOIN LATERAL (SELECT id FROM annotations_tag WHERE team_id = m.team_id AND category = '' ORDER BY id LIMIT 1) t ON true
+           JOIN django_content_type ct ON ct.app_label = 'chat' AND ct.model = 'chatmessage'
+           ON CONFLICT DO NOTHING;
+         CREATE TEMP TABLE gone AS SELECT id, chat_id FROM experiments_experimentsession ORDER BY id LIMIT 4;
+         DELETE FROM annotations_customtaggeditem WHERE object_id IN (SELECT chat_id FROM gone)
+           AND content_type_id = (SELECT id FROM django_content_type WHERE app_label = 'chat' AND model = 'chat');
+         DELETE FROM annotations_customtaggeditem WHERE object_id IN
+           (SELECT m.id FROM chat_chatmessage m JOIN gone g ON g.chat_id = m.chat_id)
+           AND content_type_id = (SELECT id FROM django_content_type WHERE app_label = 'chat' AND model = 'chatmessage');
+         DELETE FROM experiments_experimentsession WHERE id IN (SELECT id FROM gone);
+         DELETE FROM chat_chatmessage WHERE chat_id IN (SELECT chat_id FROM gone);
+         DELETE FROM chat_chat WHERE id IN (SELECT chat_id FROM gone);",
+    )
+    .await;
+    let total_messages = db.scalar_i64("SELECT count(*) FROM chat_chatmessage").await as u64;
+    let s = etl(&db, inc.path(), false).await;
+    assert_eq!(s.mode, "incremental", "{:?}", s.fallback);
+    assert!(s.fallback.is_none());
+    assert!(s.source_rows["chat_chatmessage"] < total_messages / 5, "read only the new messages: {s:?}");
+    let full = tempfile::tempdir().unwrap();
+    etl(&db, full.path(), true).await;
+    assert_tables_equal(inc.path(), full.path()).await;
+
+    // A message deleted on its own (below the watermark): the check notices
+    // and the run reads every message.
+    db.exec("DELETE FROM chat_chatmessage WHERE id = (SELECT min(m.id) FROM chat_chatmessage m JOIN experiments_experimentsession s ON s.chat_id = m.chat_id WHERE m.message_type = 'ai' AND NOT EXISTS (SELECT 1 FROM annotations_customtaggeditem i WHERE i.object_id = m.id))").await;
+    generate::simulate_day(&db.url, 2).await.unwrap();
+    let s = etl(&db, inc.path(), false).await;
+    assert_eq!(s.mode, "full");
+    assert!(s.fallback.is_some());
+    let full = tempfile::tempdir().unwrap();
+    etl(&db, full.path(), true).await;
+    assert_tables_equal(inc.path(), full.path()).await;
+
+    // And chained incremental runs stay equal.
+    generate::simulate_day(&db.url, 3).await.unwrap();
+    assert_eq!(etl(&db, inc.path(), false).await.mode, "incremental");
+    let full = tempfile::tempdir().unwrap();
+    etl(&db, full.path(), true).await;
+    assert_tables_equal(inc.path(), full.path()).await;
+    // Old versions were pruned to the last two complete ones.
+    assert!(DataDir::new(inc.path()).versions().unwrap().len() <= 3);
+    db.drop_db().await;
+}
+
+async fn assert_tables_equal(a: &Path, b: &Path) {
+    let (ta, tb) = (snapshot_contents(a).await, snapshot_contents(b).await);
+    for (name, batch) in &ta {
+        assert_eq!(batch.num_rows(), tb[name].num_rows(), "row count of {name}");
+        assert!(batch == &tb[name], "table {name} differs between incremental and full");
+    }
+}
+
+#[tokio::test]
+async fn kill_9_at_any_moment_leaves_the_previous_snapshot_serving() {
+    let db = TestDb::create("crash").await;
+    generate::generate_into_postgres(&db.url, &gen_opts(Scale::S, 5, true)).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let path = data.path().to_str().unwrap();
+    let started = std::time::Instant::now();
+    let (code, _, err) = ocs_dash(&["etl", "--database-url", &db.url, "--data", path, "--full"]);
+    assert_eq!(code, 0, "{err}");
+    let whole_run = started.elapsed();
+    let baseline = snapshot_contents(data.path()).await;
+    let mut killed_mid_run = 0;
+    for step in 1..=8u32 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ocs-dash"))
+            .args(["etl", "--database-url", &db.url, "--data", path, "--full"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(whole_run * step / 9);
+        if child.try_wait().unwrap().is_none() {
+            killed_mid_run += 1;
+        }
+        child.kill().ok(); // SIGKILL
+        child.wait().unwrap();
+        let dir = DataDir::new(data.path());
+        let current = dir.require_current().unwrap();
+        dir.manifest(&current).expect("the current snapshot is complete");
+        let now = snapshot_contents(data.path()).await;
+        assert!(now == baseline, "after a kill at step {step} the current snapshot changed");
+    }
+    assert!(killed_mid_run >= 5, "only {killed_mid_run} kills landed inside a run");
+    // The next run cleans up what the killed ones left behind.
+    let (code, _, err) = ocs_dash(&["etl", "--database-url", &db.url, "--data", path, "--full", "--keep", "1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(DataDir::new(data.path()).versions().unwrap().len() <= 2);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn bad_arguments_end_with_one_line_that_says_what_to_fix() {
+    let data = tempfile::tempdir().unwrap();
+    let target = data.path().join("never-created");
+    let t = target.to_str().unwrap();
+
+    let (code, _, err) = ocs_dash(&["etl", "--database-url", "postgres://postgres@127.0.0.1:1/ocs", "--data", t]);
+    assert_eq!(code, 1);
+    assert!(err.trim().starts_with("error: cannot connect to the database"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let db = TestDb::create("not_ocs").await;
+    let (code, _, err) = ocs_dash(&["etl", "--database-url", &db.url, "--data", t]);
+    assert_eq!(code, 1);
+    assert!(err.contains("has no Open Chat Studio tables"), "{err}");
+    assert!(!target.exists(), "nothing written for a bad database");
+
+    generate::generate_into_postgres(&db.url, &gen_opts(Scale::Tiny, 1, true)).await.unwrap();
+    let file = data.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let (code, _, err) = ocs_dash(&["etl", "--database-url", &db.url, "--data", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot write to the data directory"), "{err}");
+
+    let (code, _, err) = ocs_dash(&["generate", "--database-url", &db.url, "--scale", "tiny"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already holds Open Chat Studio rows"), "{err}");
+
+    let (code, _, err) = ocs_dash(&["generate", "--database-url", &db.url, "--scale", "huge"]);
+    assert_eq!(code, 2, "clap rejects a bad value: {err}");
+    assert!(err.contains("huge"), "{err}");
+    db.drop_db().await;
+}
