@@ -5,6 +5,9 @@ use std::path::PathBuf;
 /// Everything that can go wrong inside the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A request parameter is missing or malformed (a 400 for the API).
+    #[error("{message}")]
+    InvalidParameter { parameter: String, message: String },
     /// The data directory has no current snapshot yet.
     #[error("no snapshot in {0}: run `ocs-dash etl` or `ocs-dash demo` first")]
     NoSnapshot(PathBuf),
@@ -21,6 +24,9 @@ pub enum Error {
     /// A query failed inside DataFusion.
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
+    /// An Arrow error while reading query results.
+    #[error(transparent)]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
     /// A manifest could not be (de)serialised.
     #[error("manifest: {0}")]
     Json(#[from] serde_json::Error),

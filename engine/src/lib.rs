@@ -7,7 +7,11 @@
 //! which writes them, and everything that reads them) and the versioned data
 //! directory whose `CURRENT` pointer is flipped atomically.
 
+pub mod buckets;
+pub mod charts;
 pub mod error;
+pub mod filters;
+pub mod scope;
 pub mod snapshot;
 
 pub use error::{Error, Result};

@@ -1,0 +1,97 @@
+//! A query scope: one team's tables of one snapshot version, with the
+//! request's filters applied as views.
+//!
+//! Team isolation is by construction: each table is registered from the
+//! team's own `team_id=<id>` folder only, so no query in the scope can
+//! reach another team's rows, whatever its SQL says. Filters are applied
+//! with DataFusion's expression API from parsed, typed values; nothing from a
+//! request is spliced into SQL text.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::logical_expr::{Expr, col, lit};
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::error::Result;
+use crate::filters::Filters;
+use crate::snapshot::{TEAM_COLUMN, TableDef, table};
+
+/// The team-scoped tables charts read.
+pub const TEAM_TABLES: &[&str] = &[
+    "chatbots",
+    "participants",
+    "sessions",
+    "turns",
+    "tags",
+    "message_tags",
+    "session_tags",
+];
+
+/// The DataFusion configuration of every engine query.
+pub fn engine_config() -> SessionConfig {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut config = SessionConfig::new().with_target_partitions(threads);
+    let parquet = &mut config.options_mut().execution.parquet;
+    parquet.pushdown_filters = true;
+    parquet.reorder_filters = true;
+    config
+}
+
+/// Registers one team's folder of a table in `ctx` (an empty table when
+/// the team has no rows in it).
+pub fn register_team_table(ctx: &SessionContext, version_dir: &Path, team_id: i64, def: &TableDef) -> Result<()> {
+    let folder = version_dir.join(def.name).join(format!("{TEAM_COLUMN}={team_id}"));
+    let provider: Arc<dyn datafusion::catalog::TableProvider> = if folder.is_dir() {
+        let url = ListingTableUrl::parse(format!("{}/", folder.display()))?;
+        let opts = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(opts)
+            .with_schema(def.schema.clone());
+        Arc::new(ListingTable::try_new(config)?)
+    } else {
+        Arc::new(MemTable::try_new(def.schema.clone(), vec![vec![]])?)
+    };
+    ctx.register_table(def.name, provider)?;
+    Ok(())
+}
+
+/// A fresh context holding `team_id`'s tables from `version_dir` and the
+/// filtered views `f_chatbots`, `f_sessions`, `f_turns`, `f_message_tags`,
+/// `f_session_tags`.
+pub async fn team_scope(version_dir: &Path, team_id: i64, filters: &Filters) -> Result<SessionContext> {
+    let ctx = SessionContext::new_with_config(engine_config());
+    for name in TEAM_TABLES {
+        register_team_table(&ctx, version_dir, team_id, table(name).expect("known table"))?;
+    }
+    let bots = in_list("chatbot_id", filters.experiments.iter().map(|id| lit(*id)).collect());
+    let platforms = in_list("platform", filters.channels.iter().map(|p| lit(p.as_str())).collect());
+    let listed = !col("is_archived");
+    let views: [(&str, &str, Vec<Expr>); 5] = [
+        ("f_chatbots", "chatbots", vec![listed, bots.clone()]),
+        ("f_sessions", "sessions", vec![col("counted"), bots.clone(), platforms.clone()]),
+        ("f_turns", "turns", vec![bots.clone(), platforms.clone()]),
+        ("f_message_tags", "message_tags", vec![bots.clone(), platforms.clone()]),
+        ("f_session_tags", "session_tags", vec![bots, platforms]),
+    ];
+    for (view, base, predicates) in views {
+        let mut df = ctx.table(base).await?;
+        for p in predicates {
+            df = df.filter(p)?;
+        }
+        ctx.register_table(view, df.into_view())?;
+    }
+    Ok(ctx)
+}
+
+/// `column IN (values)`, or TRUE for an empty list (no filter).
+fn in_list(column: &str, values: Vec<Expr>) -> Expr {
+    if values.is_empty() {
+        lit(true)
+    } else {
+        col(column).in_list(values, false)
+    }
+}
