@@ -27,6 +27,9 @@ pub enum Error {
     /// An Arrow error while reading query results.
     #[error(transparent)]
     Arrow(#[from] datafusion::arrow::error::ArrowError),
+    /// An error another request's identical query met (cache coalescing).
+    #[error("{0}")]
+    Shared(String),
     /// A manifest could not be (de)serialised.
     #[error("manifest: {0}")]
     Json(#[from] serde_json::Error),

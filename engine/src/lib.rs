@@ -9,9 +9,11 @@
 
 pub mod buckets;
 pub mod charts;
+pub mod engine;
 pub mod error;
 pub mod filters;
 pub mod scope;
 pub mod snapshot;
 
+pub use engine::{CacheConfig, ChartResponse, Engine, Snapshot, Team};
 pub use error::{Error, Result};

@@ -1,0 +1,213 @@
+//! The engine: resolves the current snapshot, scopes queries to one team,
+//! and caches answers.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::Int64Type;
+use moka::future::Cache;
+use serde::Serialize;
+
+use crate::charts::{self, Chart, ChartData};
+use crate::error::{Error, Result};
+use crate::filters::{Filters, Options};
+use crate::scope::team_scope;
+use crate::snapshot::{DataDir, Manifest};
+
+/// A team as the snapshot knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Team {
+    pub id: i64,
+    pub name: String,
+    pub slug: String,
+}
+
+/// One loaded snapshot version.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub version: String,
+    pub manifest: Manifest,
+    pub teams: Vec<Team>,
+    pub dir: std::path::PathBuf,
+}
+
+impl Snapshot {
+    fn load(data: &DataDir, version: &str) -> Result<Snapshot> {
+        let manifest = data.manifest(version)?;
+        let dir = data.version_dir(version);
+        let path = dir.join("teams").join("part-0.parquet");
+        let file = std::fs::File::open(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| Error::BadSnapshot {
+                version: version.to_string(),
+                reason: e.to_string(),
+            })?
+            .build()
+            .map_err(|e| Error::BadSnapshot {
+                version: version.to_string(),
+                reason: e.to_string(),
+            })?;
+        let mut teams = Vec::new();
+        for batch in reader {
+            let b: RecordBatch = batch?;
+            let ids = b.column(0).as_primitive::<Int64Type>();
+            let (names, slugs) = (b.column(1).as_string::<i32>(), b.column(2).as_string::<i32>());
+            for i in 0..b.num_rows() {
+                teams.push(Team {
+                    id: ids.value(i),
+                    name: names.value(i).to_string(),
+                    slug: slugs.value(i).to_string(),
+                });
+            }
+        }
+        Ok(Snapshot {
+            version: version.to_string(),
+            manifest,
+            teams,
+            dir,
+        })
+    }
+
+    /// The team with this URL slug.
+    pub fn team(&self, slug: &str) -> Option<&Team> {
+        self.teams.iter().find(|t| t.slug == slug)
+    }
+}
+
+/// Which snapshot answered (`snapshot` in every response).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotRef {
+    pub version: String,
+    pub as_of: DateTime<Utc>,
+}
+
+/// A chart answer with its resolved request (api.md's envelope).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChartResponse {
+    pub chart: Chart,
+    pub filters: Filters,
+    pub snapshot: SnapshotRef,
+    pub data: Arc<ChartData>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CacheKey {
+    team: i64,
+    chart: Chart,
+    filters: Filters,
+    options: Options,
+    version: String,
+}
+
+/// Cache settings.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheConfig {
+    /// Time to live of an answer; zero turns the cache off.
+    pub ttl: Duration,
+    /// Upper bound of the cached answers' size (their JSON length).
+    pub max_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            ttl: Duration::from_secs(30 * 60),
+            max_bytes: 256 << 20,
+        }
+    }
+}
+
+/// The query engine over a data directory.
+#[derive(Debug)]
+pub struct Engine {
+    data: DataDir,
+    cache: Option<Cache<CacheKey, Arc<ChartData>>>,
+    loaded: Mutex<Option<Arc<Snapshot>>>,
+}
+
+impl Engine {
+    pub fn new(data: DataDir, cache: CacheConfig) -> Engine {
+        let cache = (!cache.ttl.is_zero()).then(|| {
+            Cache::builder()
+                .max_capacity(cache.max_bytes)
+                .weigher(|_k: &CacheKey, v: &Arc<ChartData>| {
+                    serde_json::to_vec(v.as_ref()).map_or(u32::MAX, |b| b.len().try_into().unwrap_or(u32::MAX))
+                })
+                .time_to_live(cache.ttl)
+                .build()
+        });
+        Engine {
+            data,
+            cache,
+            loaded: Mutex::new(None),
+        }
+    }
+
+    pub fn data_dir(&self) -> &DataDir {
+        &self.data
+    }
+
+    /// The current snapshot. `CURRENT` is read on every call, so a new
+    /// snapshot is visible at once, without a restart.
+    pub fn snapshot(&self) -> Result<Arc<Snapshot>> {
+        let version = self.data.require_current()?;
+        let mut loaded = self.loaded.lock().expect("snapshot lock");
+        if let Some(s) = loaded.as_ref().filter(|s| s.version == version) {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(Snapshot::load(&self.data, &version)?);
+        *loaded = Some(s.clone());
+        Ok(s)
+    }
+
+    /// Answers one chart for one team (by id, from the caller's credential).
+    pub async fn chart(&self, snapshot: &Snapshot, team_id: i64, chart: Chart, filters: &Filters, options: &Options) -> Result<ChartResponse> {
+        // Options only matter to the charts that read them; one key otherwise.
+        let options = match chart {
+            Chart::BotPerformance => Options { limit: 10, ..options.clone() },
+            Chart::UserEngagement => Options {
+                limit: options.limit,
+                ..Options::default()
+            },
+            _ => Options::default(),
+        };
+        let compute = async {
+            let ctx = team_scope(&snapshot.dir, team_id, filters).await?;
+            charts::compute(&ctx, chart, filters, &options).await.map(Arc::new)
+        };
+        let data = match &self.cache {
+            None => compute.await?,
+            Some(cache) => {
+                let key = CacheKey {
+                    team: team_id,
+                    chart,
+                    filters: filters.clone(),
+                    options: options.clone(),
+                    version: snapshot.version.clone(),
+                };
+                // Concurrent identical misses wait for one computation.
+                cache.try_get_with(key, compute).await.map_err(unwrap_shared)?
+            }
+        };
+        Ok(ChartResponse {
+            chart,
+            filters: filters.clone(),
+            snapshot: SnapshotRef {
+                version: snapshot.version.clone(),
+                as_of: snapshot.manifest.as_of,
+            },
+            data,
+        })
+    }
+
+    /// Cache statistics: (entries, weighted bytes).
+    pub fn cache_stats(&self) -> Option<(u64, u64)> {
+        self.cache.as_ref().map(|c| (c.entry_count(), c.weighted_size()))
+    }
+}
+
+fn unwrap_shared(e: Arc<Error>) -> Error {
+    Arc::try_unwrap(e).unwrap_or_else(|shared| Error::Shared(shared.to_string()))
+}
