@@ -27,6 +27,10 @@ pub enum Error {
     /// An Arrow error while reading query results.
     #[error(transparent)]
     Arrow(#[from] datafusion::arrow::error::ArrowError),
+    /// A query a user wrote is wrong (bad SQL, unknown table or column,
+    /// refused statement); the message says what.
+    #[error("{0}")]
+    Query(String),
     /// An error another request's identical query met (cache coalescing).
     #[error("{0}")]
     Shared(String),
@@ -46,3 +50,19 @@ impl Error {
 
 /// The engine's result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The one place DataFusion errors are sorted into the user's mistakes
+/// (parse, plan, schema, refused statements, bad casts at run time) and
+/// internal failures (I/O, corrupt files, resources, bugs).
+pub fn user_query_error(e: datafusion::error::DataFusionError) -> Error {
+    use datafusion::error::DataFusionError as D;
+    match e.find_root() {
+        D::SQL(..) | D::Plan(_) | D::SchemaError(..) | D::NotImplemented(_) | D::Execution(_) => {
+            Error::Query(e.find_root().message().into_owned())
+        }
+        D::ArrowError(a, _) if !matches!(**a, datafusion::arrow::error::ArrowError::IoError(..)) => {
+            Error::Query(e.find_root().message().into_owned())
+        }
+        _ => Error::DataFusion(e),
+    }
+}

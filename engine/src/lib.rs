@@ -14,6 +14,7 @@ pub mod error;
 pub mod filters;
 pub mod scope;
 pub mod snapshot;
+pub mod sql;
 
 pub use engine::{CacheConfig, ChartResponse, Engine, Snapshot, Team};
 pub use error::{Error, Result};
