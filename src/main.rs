@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
+use ocs_dash_engine::snapshot::DataDir;
+use ocs_dash_engine::{CacheConfig, Engine, sql};
 use ocs_dash_etl::generate::{self, GenOptions, Scale};
 use ocs_dash_etl::progress::Progress;
 use ocs_dash_etl::run::{self, EtlOptions};
@@ -32,6 +34,25 @@ enum Command {
     Etl(EtlArgs),
     /// Fill a Postgres database with a synthetic OCS data set (creates the tables where missing).
     Generate(GenerateArgs),
+    /// Ad-hoc read-only SQL over one team's snapshot tables; without a query, an interactive prompt.
+    Sql(SqlArgs),
+}
+
+#[derive(Debug, Args)]
+struct SqlArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// The team's URL slug.
+    #[arg(long, env = "OCS_DASH_TEAM", required_unless_present = "all_teams")]
+    team: Option<String>,
+    /// Operators only: see every team's rows (each table gets a team_id column).
+    #[arg(long, env = "OCS_DASH_ALL_TEAMS", conflicts_with = "team")]
+    all_teams: bool,
+    /// Output format: table, csv or json.
+    #[arg(long, env = "OCS_DASH_FORMAT", default_value = "table")]
+    format: sql::Format,
+    /// The query; omit it for an interactive prompt (end each query with `;`).
+    query: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +189,59 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Sql(a) => run_sql(a).await?,
+    }
+    Ok(())
+}
+
+async fn run_sql(a: SqlArgs) -> Result<()> {
+    let engine = Engine::new(DataDir::new(&a.data.data), CacheConfig { ttl: std::time::Duration::ZERO, ..CacheConfig::default() });
+    let snapshot = engine.snapshot()?;
+    let team = match &a.team {
+        None => None,
+        Some(slug) => Some(
+            snapshot
+                .team(slug)
+                .ok_or_else(|| {
+                    let known: Vec<_> = snapshot.teams.iter().map(|t| t.slug.as_str()).collect();
+                    anyhow::anyhow!("no team {slug:?} in the snapshot; teams: {}", known.join(", "))
+                })?
+                .id,
+        ),
+    };
+    let ctx = sql::adhoc_context(&snapshot, team).await?;
+    let run = |q: String| {
+        let ctx = ctx.clone();
+        async move {
+            let (schema, batches) = sql::run_readonly(&ctx, &q).await?;
+            anyhow::Ok(sql::render(&schema, &batches, a.format)?)
+        }
+    };
+    if let Some(q) = a.query {
+        print!("{}", run(q).await?);
+        return Ok(());
+    }
+    // Interactive: read statements ending with `;`, report errors and go on.
+    let stdin = std::io::stdin();
+    let mut pending = String::new();
+    let prompt = |pending: &str| {
+        use std::io::Write;
+        eprint!("{}", if pending.is_empty() { "ocs-dash> " } else { "     ...> " });
+        std::io::stderr().flush().ok();
+    };
+    prompt(&pending);
+    for line in stdin.lines() {
+        let line = line?;
+        pending.push_str(&line);
+        pending.push('\n');
+        if line.trim_end().ends_with(';') {
+            let q = std::mem::take(&mut pending);
+            match run(q.trim().trim_end_matches(';').to_string()).await {
+                Ok(out) => print!("{out}"),
+                Err(e) => eprintln!("error: {e:#}"),
+            }
+        }
+        prompt(&pending);
     }
     Ok(())
 }
