@@ -165,8 +165,9 @@ pub struct UserEngagement {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChannelRow {
-    pub platform: String,
-    pub label: String,
+    /// `null` only for sessions whose platform is unknown everywhere.
+    pub platform: Option<String>,
+    pub label: Option<String>,
     pub sessions: i64,
     pub participants: i64,
     pub human_messages: i64,
@@ -591,10 +592,9 @@ async fn channel_breakdown(q: &Query<'_>) -> Result<ChannelBreakdown> {
         let (p, s, parts) = (strings(&b, "platform")?, ints(&b, "sessions")?, ints(&b, "participants")?);
         let (h, a) = (ints(&b, "human_messages")?, ints(&b, "ai_messages")?);
         for i in 0..b.num_rows() {
-            let platform = p[i].clone().unwrap_or_default();
             platforms.push(ChannelRow {
-                label: platform_label(&platform).to_string(),
-                platform,
+                label: p[i].as_deref().map(|p| platform_label(p).to_string()),
+                platform: p[i].clone(),
                 sessions: s[i],
                 participants: parts[i],
                 human_messages: h[i],
@@ -612,7 +612,13 @@ async fn channel_breakdown(q: &Query<'_>) -> Result<ChannelBreakdown> {
     for r in &mut platforms {
         r.session_share = ratio(r.sessions, totals.sessions);
     }
-    platforms.sort_by(|a, b| b.sessions.cmp(&a.sessions).then_with(|| a.platform.cmp(&b.platform)));
+    // By sessions, then platform; a null platform after equal counts.
+    platforms.sort_by(|a, b| {
+        b.sessions
+            .cmp(&a.sessions)
+            .then_with(|| a.platform.is_none().cmp(&b.platform.is_none()))
+            .then_with(|| a.platform.cmp(&b.platform))
+    });
     Ok(ChannelBreakdown { platforms, totals })
 }
 

@@ -67,7 +67,20 @@ pub async fn team_scope(version_dir: &Path, team_id: i64, filters: &Filters) -> 
     for name in TEAM_TABLES {
         register_team_table(&ctx, version_dir, team_id, table(name).expect("known table"))?;
     }
-    let bots = in_list("chatbot_id", filters.experiments.iter().map(|id| lit(*id)).collect());
+    let bots = if filters.experiments.is_empty() {
+        lit(true)
+    } else {
+        // Ids that are not chatbots of this team (version rows, other
+        // teams' bots, unknown ids) match nothing.
+        let own = team_chatbot_ids(&ctx).await?;
+        let ids: Vec<Expr> = filters
+            .experiments
+            .iter()
+            .filter(|id| own.contains(id))
+            .map(|id| lit(*id))
+            .collect();
+        if ids.is_empty() { lit(false) } else { col("chatbot_id").in_list(ids, false) }
+    };
     let platforms = in_list("platform", filters.channels.iter().map(|p| lit(p.as_str())).collect());
     let listed = !col("is_archived");
     let views: [(&str, &str, Vec<Expr>); 5] = [
@@ -85,6 +98,16 @@ pub async fn team_scope(version_dir: &Path, team_id: i64, filters: &Filters) -> 
         ctx.register_table(view, df.into_view())?;
     }
     Ok(ctx)
+}
+
+async fn team_chatbot_ids(ctx: &SessionContext) -> Result<std::collections::HashSet<i64>> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+    let mut ids = std::collections::HashSet::new();
+    for b in ctx.table("chatbots").await?.select_columns(&["chatbot_id"])?.collect().await? {
+        ids.extend(b.column(0).as_primitive::<Int64Type>().values().iter().copied());
+    }
+    Ok(ids)
 }
 
 /// `column IN (values)`, or TRUE for an empty list (no filter).

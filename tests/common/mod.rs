@@ -8,7 +8,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::prelude::SessionContext;
 use ocs_dash_engine::snapshot::{DataDir, TABLES, register_all};
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
 /// The server the tests use (scripts/test.sh sets it).
 pub fn admin_url() -> String {
@@ -37,10 +37,10 @@ impl TestDb {
         let name = format!("ocs_dash_test_{tag}_{}", std::process::id());
         let mut admin = PgConnection::connect(&admin_url()).await.expect("test Postgres reachable (OCS_DASH_TEST_PG)");
         admin
-            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+            .execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
             .await
             .unwrap();
-        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+        admin.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
         TestDb {
             url: url_for(&name),
             name,
@@ -54,12 +54,12 @@ impl TestDb {
     /// Runs statements (several allowed, no parameters).
     pub async fn exec(&self, sql: &str) {
         let mut c = self.conn().await;
-        c.execute(sql).await.unwrap_or_else(|e| panic!("{e}: {sql}"));
+        c.execute(AssertSqlSafe(sql.to_string())).await.unwrap_or_else(|e| panic!("{e}: {sql}"));
     }
 
     pub async fn scalar_i64(&self, sql: &str) -> i64 {
         let mut c = self.conn().await;
-        sqlx::query_scalar::<_, i64>(sql)
+        sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.to_string()))
             .fetch_one(&mut c)
             .await
             .unwrap_or_else(|e| panic!("{e}: {sql}"))
@@ -68,7 +68,7 @@ impl TestDb {
     pub async fn drop_db(self) {
         let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
         admin
-            .execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str())
+            .execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
             .await
             .unwrap();
     }
