@@ -1,6 +1,7 @@
 //! The engine: resolves the current snapshot, scopes queries to one team,
 //! and caches answers.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -125,6 +126,16 @@ pub struct Engine {
     data: DataDir,
     cache: Option<Cache<CacheKey, Arc<ChartData>>>,
     loaded: Mutex<Option<Arc<Snapshot>>>,
+    /// Chart answers asked for, and those computed (the rest came from the cache).
+    asked: AtomicU64,
+    computed: AtomicU64,
+}
+
+/// How often the result cache answered (for the server's metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheCounts {
+    pub hits: u64,
+    pub misses: u64,
 }
 
 impl Engine {
@@ -142,6 +153,8 @@ impl Engine {
             data,
             cache,
             loaded: Mutex::new(None),
+            asked: AtomicU64::new(0),
+            computed: AtomicU64::new(0),
         }
     }
 
@@ -173,7 +186,9 @@ impl Engine {
             },
             _ => Options::default(),
         };
+        self.asked.fetch_add(1, Ordering::Relaxed);
         let compute = async {
+            self.computed.fetch_add(1, Ordering::Relaxed);
             let ctx = team_scope(&snapshot.dir, team_id, filters).await?;
             charts::compute(&ctx, chart, filters, &options).await.map(Arc::new)
         };
@@ -205,6 +220,15 @@ impl Engine {
     /// Cache statistics: (entries, weighted bytes).
     pub fn cache_stats(&self) -> Option<(u64, u64)> {
         self.cache.as_ref().map(|c| (c.entry_count(), c.weighted_size()))
+    }
+
+    /// Cache hits and misses since start (every answer is a miss with the cache off).
+    pub fn cache_counts(&self) -> CacheCounts {
+        let misses = self.computed.load(Ordering::Relaxed);
+        CacheCounts {
+            hits: self.asked.load(Ordering::Relaxed).saturating_sub(misses),
+            misses,
+        }
     }
 }
 

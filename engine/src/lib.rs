@@ -16,5 +16,5 @@ pub mod scope;
 pub mod snapshot;
 pub mod sql;
 
-pub use engine::{CacheConfig, ChartResponse, Engine, Snapshot, Team};
+pub use engine::{CacheConfig, CacheCounts, ChartResponse, Engine, Snapshot, Team};
 pub use error::{Error, Result};
