@@ -181,3 +181,64 @@ async fn every_chart_matches_the_oracle_for_random_filters() {
     drop(conn);
     db.drop_db().await;
 }
+
+/// The fixture behind the `.slt` files, loaded into Postgres too: every
+/// chart in every zone and granularity over its DST days equals the oracle,
+/// so the pinned results are checked against metrics.md, not just frozen.
+#[tokio::test]
+async fn fixture_charts_match_the_oracle_in_every_zone_and_granularity() {
+    use ocs_dash_etl::generate::BatchSink;
+    let db = TestDb::create("fixture").await;
+    db.exec(include_str!("../data/ocs/schema.sql")).await;
+    let batches = ocs_dash_etl::fixture::fixture_batches(include_str!("../data/fixtures/small.sql")).await.unwrap();
+    let mut sink = generate::PgSink::new(db.conn().await, 1, true);
+    for (table, batch) in &batches {
+        sink.write(table, batch.clone()).await.unwrap();
+    }
+    drop(sink);
+    let data = tempfile::tempdir().unwrap();
+    ocs_dash_etl::run::snapshot_from_batches(data.path(), batches, "2026-11-20T12:00:00Z".parse().unwrap())
+        .await
+        .unwrap();
+    let engine = Engine::new(DataDir::new(data.path()), CacheConfig { ttl: std::time::Duration::ZERO, ..Default::default() });
+    let snapshot = engine.snapshot().unwrap();
+    let mut conn = db.conn().await;
+    let windows = [("2026-03-28", "2026-04-01"), ("2026-10-24", "2026-10-26"), ("2026-03-01", "2026-10-31")];
+    let mut checked = 0;
+    for team in [1, 2] {
+        for (start, end) in windows {
+            for zone in ZONES {
+                for granularity in GRANULARITIES {
+                    if granularity == &"hourly" && start == "2026-03-01" {
+                        continue;
+                    }
+                    let pairs: Vec<(String, String)> = [
+                        ("start_date", start),
+                        ("end_date", end),
+                        ("timezone", zone),
+                        ("granularity", granularity),
+                    ]
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                    let (filters, options) = Filters::parse(&pairs, "2026-11-20T12:00:00Z".parse().unwrap()).unwrap();
+                    let mut of = OracleFilters::new(start.parse().unwrap(), end.parse().unwrap());
+                    of.timezone = zone.to_string();
+                    of.granularity = granularity.to_string();
+                    for chart in Chart::ALL {
+                        let got = engine.chart(&snapshot, team, chart, &filters, &options).await.unwrap();
+                        let got = serde_json::to_value(got.data.as_ref()).unwrap();
+                        let want = oracle::chart(&mut conn, team, chart.name(), &of).await;
+                        if let Err(diff) = same(&got, &want, chart.name()) {
+                            panic!("team {team} {pairs:?}\n{diff}");
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{checked} fixture answers equal to the oracle");
+    drop(conn);
+    db.drop_db().await;
+}

@@ -8,6 +8,8 @@
 //! ```
 
 pub mod error;
+pub mod fixture;
+pub mod generate;
 pub mod pgcopy;
 pub mod postgres;
 pub mod progress;

@@ -308,6 +308,43 @@ async fn team_ids(ctx: &SessionContext) -> Result<Vec<i64>> {
     Ok(ids)
 }
 
+/// Builds a new current snapshot from source rows held in memory (a
+/// fixture, see [`crate::fixture`]), through the same transform as the ETL.
+pub async fn snapshot_from_batches(
+    data_dir: &Path,
+    batches: Vec<(&'static crate::source::SourceTable, datafusion::arrow::array::RecordBatch)>,
+    as_of: DateTime<Utc>,
+) -> Result<Manifest> {
+    let dir = DataDir::new(data_dir);
+    prepare_data_dir(&dir)?;
+    let version = DataDir::new_version_name(Utc::now());
+    let mut stage = Stage::create(dir.version_dir(&version).join("_staging"))?;
+    for (table, batch) in &batches {
+        stage.write(table, batch)?;
+    }
+    let rows = stage.finish()?;
+    let ctx = transform::etl_context()?;
+    for table in SOURCES.iter() {
+        stage.register(&ctx, table, table.name).await?;
+    }
+    finish_snapshot(
+        &ctx,
+        &dir,
+        stage,
+        Meta {
+            version,
+            as_of,
+            source: "fixture",
+            mode: "full",
+            session_platform_column: true,
+            source_rows: rows,
+            infinite_timestamps: 0,
+        },
+        &mut Progress::hidden(),
+    )
+    .await
+}
+
 /// Generates a synthetic OCS straight into a new current snapshot, without
 /// Postgres (`ocs-dash demo`), through the same transform as the ETL.
 pub async fn generate_snapshot(data_dir: &Path, opts: &GenOptions, progress: &mut Progress) -> Result<Manifest> {
