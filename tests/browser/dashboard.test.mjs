@@ -343,6 +343,34 @@ async function main() {
       }
     }
 
+    await check('chatbot filter: one chatbot\'s numbers agree with its table row', async () => {
+      const base = (await lastData(page))['bot-performance'].results;
+      const bot = [...base].sort((a, b) => b.messages - a.messages)[0];
+      assert(bot, 'no chatbot rows to pick from');
+      let before = await loads(page);
+      await page.click('#experiments summary');
+      await page.check(`[data-testid="experiment-option-${bot.chatbot_id}"]`);
+      await page.keyboard.press('Escape');
+      await waitForUrl(page, (q) => q.get('experiments') === String(bot.chatbot_id), `experiments=${bot.chatbot_id}`);
+      await waitIdle(page, before);
+      const d = await lastData(page);
+      assertSame((await lastFilters(page)).overview.experiments, [bot.chatbot_id], 'resolved experiments');
+      assert(d.overview.total_chatbots === 1, `total_chatbots ${d.overview.total_chatbots} for one chatbot`);
+      assert(d.overview.total_messages === bot.messages, `overview messages ${d.overview.total_messages} vs the row's ${bot.messages}`);
+      assert(d.overview.active_sessions === bot.sessions, `overview sessions ${d.overview.active_sessions} vs the row's ${bot.sessions}`);
+      assert(await page.getAttribute('[data-testid="overview-total_messages"]', 'data-value') === String(bot.messages), 'overview card not updated');
+      const rows = await page.$$eval('[data-testid="bot-row"]', (trs) => trs.map((tr) => tr.dataset.chatbotId));
+      assertSame(rows, [String(bot.chatbot_id)], 'bot table rows');
+      assert((await page.textContent('#experiments summary')).includes(bot.chatbot_name), 'chatbot picker does not name the chosen chatbot');
+      before = await loads(page);
+      await page.click('#experiments summary');
+      await page.click('#experiments [data-clear]');
+      await page.keyboard.press('Escape');
+      await waitForUrl(page, (q) => !q.has('experiments'), 'no experiments');
+      await waitIdle(page, before);
+      if (expected) await assertView(page, { overview: expected.base.overview }, 'chatbot filter cleared');
+    });
+
     await check('granularity → weekly re-draws the charts and updates the URL', async () => {
       const before = await loads(page);
       const daily = await lastData(page);
