@@ -237,7 +237,7 @@ function answer(chart, get, getAll) {
   return { chart, filters: f, snapshot: { version: 'mock-1', as_of: AS_OF }, data };
 }
 
-function csvOf(chart, data) {
+function tableOf(chart, data) {
   let rows;
   if (Array.isArray(data)) rows = data;
   else if (chart === 'overview') rows = [data];
@@ -245,6 +245,10 @@ function csvOf(chart, data) {
   else if (chart === 'channel-breakdown') rows = data.platforms;
   else if (chart === 'user-engagement') rows = data.most_active.map((r) => ({ list: 'most_active', participant: crypto.createHash('sha256').update(String(r.participant_id)).digest('hex').slice(0, 12), total_messages: r.total_messages, total_sessions: r.total_sessions, last_activity: r.last_activity }));
   else rows = data.message_tags.flatMap((c) => c.tags.map((t) => ({ kind: 'message', category: c.category, ...t })));
+  return rows;
+}
+
+function csvOf(rows) {
   const cols = rows.length ? Object.keys(rows[0]) : ['empty'];
   const esc = (v) => { const s = v === null ? '' : String(v); return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s; };
   return [cols.join(','), ...rows.map((r) => cols.map((c) => esc(r[c])).join(','))].join('\n') + '\n';
@@ -333,9 +337,11 @@ const server = http.createServer(async (req, res) => {
       const a = answer(b.chart, get, (k) => getAll(k));
       if (a.data === undefined) return json(res, 404, { error: { code: 'not_found', message: `unknown chart ${b.chart}` } });
       const name = `${TEAM.slug}-${b.chart}-${a.filters.start_date}-${a.filters.end_date}.${b.format}`;
-      if (b.format === 'json') return send(res, 200, JSON.stringify(b.include_filters ? { filters: a.filters, data: a.data } : { data: a.data }, null, 2), { 'Content-Type': 'application/json', 'Content-Disposition': `attachment; filename="${name}"` });
+      const rows = tableOf(b.chart, a.data);
+      const columns = rows.length ? Object.keys(rows[0]) : [];
+      if (b.format === 'json') return send(res, 200, JSON.stringify({ chart: b.chart, snapshot: a.snapshot, columns, rows, ...(b.include_filters ? { filters: a.filters } : {}) }, null, 2), { 'Content-Type': 'application/json', 'Content-Disposition': `attachment; filename="${name}"` });
       const head = b.include_filters ? Object.entries(a.filters).map(([k, v]) => `# ${k}: ${Array.isArray(v) ? v.join(',') : v}\n`).join('') : '';
-      return send(res, 200, head + csvOf(b.chart, a.data), { 'Content-Type': 'text/csv; charset=utf-8', 'Content-Disposition': `attachment; filename="${name}"` });
+      return send(res, 200, head + csvOf(rows), { 'Content-Type': 'text/csv; charset=utf-8', 'Content-Disposition': `attachment; filename="${name}"` });
     } catch (e) { return e instanceof Bad ? bad(res, e) : json(res, 500, { error: { code: 'internal', message: String(e) } }); }
   }
   return json(res, 404, { error: { code: 'not_found', message: 'not found' } });
