@@ -751,6 +751,7 @@ async function loadAll() {
   document.body.dataset.loading = 'true';
   await Promise.all(CHARTS.map((c) => loadChart(c, gen, controller.signal)));
   if (gen !== state.loadGen) return;
+  if (!state.asOf) $('#as-of').textContent = 'Data not available';
   window.__dashboard.loading = false;
   window.__dashboard.loads += 1;
   document.body.dataset.loading = 'false';
