@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 
 /// Rows per row group: small enough that a 30-day window over a year of
 /// data skips most groups, large enough to keep per-group overhead low.
-pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// A team's table rolls over to a new file after this many rows.
 pub const FILE_ROWS: usize = 8 * 1024 * 1024;
 

@@ -1,0 +1,91 @@
+//! The date window and the team prune files, row groups and pages: read
+//! back from DataFusion's scan metrics, over a year of data.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::physical_plan::metrics::MetricValue;
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use ocs_dash_engine::filters::Filters;
+use ocs_dash_engine::scope::team_scope;
+use ocs_dash_engine::snapshot::DataDir;
+use ocs_dash_etl::generate::{GenOptions, Scale};
+use ocs_dash_etl::progress::Progress;
+
+/// (pruned, matched) of a pruning metric, or the value of a count, summed
+/// over the plan's scans.
+fn metric(plan: &Arc<dyn ExecutionPlan>, name: &str) -> (usize, usize) {
+    let mut sum = (0, 0);
+    if let Some(m) = plan.metrics().filter(|_| plan.name() == "DataSourceExec") {
+        for x in m.iter().filter(|x| x.value().name() == name) {
+            match x.value() {
+                MetricValue::PruningMetrics { pruning_metrics, .. } => {
+                    sum.0 += pruning_metrics.pruned();
+                    sum.1 += pruning_metrics.matched();
+                }
+                v => sum.1 += v.as_usize(),
+            }
+        }
+    }
+    for c in plan.children() {
+        let (p, m) = metric(c, name);
+        sum = (sum.0 + p, sum.1 + m);
+    }
+    sum
+}
+
+#[tokio::test]
+async fn a_narrow_window_skips_most_of_a_year_of_turns() {
+    let data = tempfile::tempdir().unwrap();
+    let end = "2026-11-20T12:00:00Z".parse().unwrap();
+    let opts = GenOptions {
+        scale: Scale::S,
+        seed: 9,
+        end,
+        session_platform: true,
+    };
+    let m = ocs_dash_etl::run::generate_snapshot(data.path(), &opts, &mut Progress::hidden()).await.unwrap();
+    let dir = DataDir::new(data.path());
+    let pairs = vec![
+        ("start_date".to_string(), "2026-11-14".to_string()),
+        ("end_date".to_string(), "2026-11-20".to_string()),
+    ];
+    let (filters, _) = Filters::parse(&pairs, end).unwrap();
+    // The largest team: the one whose turns folder is biggest.
+    let vdir = dir.version_dir(&m.version);
+    let size = |t: i64| std::fs::read_dir(vdir.join("turns").join(format!("team_id={t}"))).map_or(0, |d| {
+        d.map(|f| f.unwrap().metadata().unwrap().len()).sum::<u64>()
+    });
+    let team = *m.teams.iter().max_by_key(|t| size(**t)).unwrap();
+    let ctx = team_scope(&vdir, team, &filters).await.unwrap();
+    let (start, stop) = filters.window();
+    let df = ctx
+        .sql("SELECT count(*) FROM f_turns WHERE created_at >= $1 AND created_at < $2")
+        .await
+        .unwrap()
+        .with_param_values(vec![
+            datafusion::common::ScalarValue::TimestampMicrosecond(Some(start.timestamp_micros()), Some("UTC".into())),
+            datafusion::common::ScalarValue::TimestampMicrosecond(Some(stop.timestamp_micros()), Some("UTC".into())),
+        ])
+        .unwrap();
+    let plan = df.create_physical_plan().await.unwrap();
+    let out = collect(plan.clone(), ctx.task_ctx()).await.unwrap();
+    let count = out[0].column(0).as_primitive::<Int64Type>().value(0) as usize;
+    assert!(count > 100, "the window holds turns: {count}");
+
+    // Team: the scan lists only this team's folder, out of one per team.
+    assert!(m.teams.len() >= 5);
+    let shown = datafusion::physical_plan::displayable(plan.as_ref()).indent(true).to_string();
+    let files: Vec<&str> = shown.split(|c: char| c.is_whitespace() || "[],{}".contains(c)).filter(|w| w.contains(".parquet")).collect();
+    assert!(!files.is_empty(), "{shown}");
+    assert!(files.iter().all(|f| f.contains(&format!("/team_id={team}/"))), "{files:?}");
+    // Date window: row groups outside it are skipped on their statistics...
+    let (pruned, matched) = metric(&plan, "row_groups_pruned_statistics");
+    eprintln!("row groups: {pruned} pruned, {matched} read; {count} rows in the window");
+    assert!(pruned >= 1, "no row group pruned ({pruned} pruned, {matched} read)");
+    assert!(pruned > matched, "most row groups of a year lie outside a week");
+    // ...and inside the ones read, the filter runs in the scan: only the
+    // window's rows come out of it.
+    assert_eq!(metric(&plan, "output_rows").1, count, "scan output = rows in the window");
+}
