@@ -1,0 +1,141 @@
+//! The engine's cache and the ad-hoc SQL command.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ocs_dash_engine::charts::Chart;
+use ocs_dash_engine::filters::Filters;
+use ocs_dash_engine::snapshot::DataDir;
+use ocs_dash_engine::{CacheConfig, Engine};
+use ocs_dash_etl::generate::{GenOptions, Scale};
+use ocs_dash_etl::progress::Progress;
+
+fn opts(seed: u64) -> GenOptions {
+    GenOptions {
+        scale: Scale::Tiny,
+        seed,
+        end: "2026-11-20T12:00:00Z".parse().unwrap(),
+        session_platform: true,
+    }
+}
+
+fn last_30_days() -> (Filters, ocs_dash_engine::filters::Options) {
+    Filters::parse(&[], "2026-11-20T12:00:00Z".parse().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn cache_hits_are_fast_shared_and_never_hide_a_new_snapshot() {
+    let data = tempfile::tempdir().unwrap();
+    let first = ocs_dash_etl::run::generate_snapshot(data.path(), &opts(1), &mut Progress::hidden()).await.unwrap();
+    let engine = Arc::new(Engine::new(DataDir::new(data.path()), CacheConfig::default()));
+    let (f, o) = last_30_days();
+    let team = first.teams[0];
+
+    // Concurrent identical misses compute once: every caller gets the same answer object.
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let (engine, f, o) = (engine.clone(), f.clone(), o.clone());
+            tokio::spawn(async move {
+                let s = engine.snapshot().unwrap();
+                engine.chart(&s, team, Chart::Overview, &f, &o).await.unwrap().data
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for c in calls {
+        answers.push(c.await.unwrap());
+    }
+    assert!(answers.iter().all(|a| Arc::ptr_eq(a, &answers[0])), "one computation shared by all");
+
+    // A hit is the same object, well under a millisecond.
+    let snap = engine.snapshot().unwrap();
+    let started = Instant::now();
+    let hit = engine.chart(&snap, team, Chart::Overview, &f, &o).await.unwrap();
+    let took = started.elapsed();
+    assert!(Arc::ptr_eq(&hit.data, &answers[0]));
+    eprintln!("cache hit in {took:?}");
+
+    // A new snapshot is visible at once, and its answers are not the old ones.
+    let second = ocs_dash_etl::run::generate_snapshot(data.path(), &opts(2), &mut Progress::hidden()).await.unwrap();
+    let snap = engine.snapshot().unwrap();
+    assert_eq!(snap.version, second.version);
+    let fresh = engine.chart(&snap, team, Chart::Overview, &f, &o).await.unwrap();
+    assert_eq!(fresh.snapshot.version, second.version);
+    assert!(!Arc::ptr_eq(&fresh.data, &hit.data));
+    let uncached = Engine::new(DataDir::new(data.path()), CacheConfig { ttl: Duration::ZERO, ..Default::default() });
+    let direct = uncached.chart(&snap, team, Chart::Overview, &f, &o).await.unwrap();
+    assert_eq!(direct.data, fresh.data, "cached answer = computed answer for the new snapshot");
+    assert_ne!(fresh.data, hit.data, "different data, different answer");
+
+    // With the cache off every call computes.
+    let a = uncached.chart(&snap, team, Chart::Overview, &f, &o).await.unwrap();
+    assert!(!Arc::ptr_eq(&a.data, &direct.data));
+    assert!(uncached.cache_stats().is_none());
+}
+
+fn sql(data: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ocs-dash"))
+        .arg("sql")
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn sql_is_read_only_and_sees_one_team() {
+    let data = tempfile::tempdir().unwrap();
+    let m = ocs_dash_etl::run::generate_snapshot(data.path(), &opts(3), &mut Progress::hidden()).await.unwrap();
+    let engine = Engine::new(DataDir::new(data.path()), CacheConfig::default());
+    let snap = engine.snapshot().unwrap();
+    let (team, other) = (&snap.teams[0], &snap.teams[1]);
+
+    // One team: its own row of `teams`, and only its turns.
+    let (code, out, err) = sql(data.path(), &["--team", &team.slug, "--format", "csv", "SELECT team_id, slug FROM teams"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, format!("team_id,slug\n{},{}\n", team.id, team.slug));
+    let count = |args: &[&str]| -> i64 {
+        let (code, out, err) = sql(data.path(), args);
+        assert_eq!(code, 0, "{err}");
+        out.lines().nth(1).unwrap().parse().unwrap()
+    };
+    let own = count(&["--team", &team.slug, "--format", "csv", "SELECT count(*) FROM turns"]);
+    let all = count(&["--all-teams", "--format", "csv", "SELECT count(*) FROM turns"]);
+    let theirs = count(&["--all-teams", "--format", "csv", &format!("SELECT count(*) FROM turns WHERE team_id = {}", other.id)]);
+    let by_team = count(&["--all-teams", "--format", "csv", &format!("SELECT count(*) FROM turns WHERE team_id = {}", team.id)]);
+    assert_eq!(own, by_team);
+    assert!(own > 0 && theirs > 0 && own < all);
+    assert_eq!(m.tables["turns"] as i64, all);
+
+    // JSON output is an array of objects.
+    let (_, out, _) = sql(data.path(), &["--team", &team.slug, "--format", "json", "SELECT count(*) AS n FROM sessions WHERE counted"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v[0]["n"].as_i64().unwrap() > 0);
+
+    // Writes, DDL, statements and file reads are refused with one clear line.
+    for (q, says) in [
+        ("DROP TABLE turns", "DDL not supported"),
+        ("CREATE TABLE x AS SELECT 1", "DDL not supported"),
+        ("INSERT INTO tags VALUES (1, 'a', 'b', true)", "DML not supported"),
+        ("COPY turns TO '/tmp/ocs-dash-copy.csv'", "DML not supported"),
+        ("SET datafusion.execution.batch_size = 1", "not supported"),
+        ("SELECT * FROM '/etc/passwd'", "not found"),
+        ("SELECT nope FROM turns", "nope"),
+        ("SELEC 1", "SELEC"),
+    ] {
+        let (code, out, err) = sql(data.path(), &["--team", &team.slug, q]);
+        assert_eq!(code, 1, "{q}: {out}");
+        assert!(err.starts_with("error: ") && err.contains(says), "{q}: {err}");
+        assert!(!err.contains("stack backtrace") && !err.contains("panicked"), "{q}: {err}");
+    }
+    assert!(!std::path::Path::new("/tmp/ocs-dash-copy.csv").exists());
+    let (code, _, err) = sql(data.path(), &["--team", "nope", "SELECT 1"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no team \"nope\""), "{err}");
+}
