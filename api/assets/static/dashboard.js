@@ -186,6 +186,7 @@ const fmtMinutesShort = (m) => { const [div, unit] = minuteUnit(m); return `${sh
 function binLabel(b) {
   if (b.bin_start === b.bin_end) return fmtMinutesShort(b.bin_start);
   const [div, unit] = minuteUnit(b.bin_end);
+  if (minuteUnit(b.bin_start)[1] !== unit) return `${fmtMinutesShort(b.bin_start)}–${fmtMinutesShort(b.bin_end)}`;
   return `${shortNum(b.bin_start / div)}–${shortNum(b.bin_end / div)} ${unit}`;
 }
 
