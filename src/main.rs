@@ -2,12 +2,16 @@
 //! every flag also reads an `OCS_DASH_*` environment variable.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
+use ocs_dash_api::store::Store;
+use ocs_dash_api::{ServeConfig, Server, Settings, auth, parse_duration, shutdown_signal};
 use ocs_dash_engine::snapshot::DataDir;
-use ocs_dash_engine::{CacheConfig, Engine, sql};
+use ocs_dash_engine::{CacheConfig, Engine, Snapshot, sql};
 use ocs_dash_etl::generate::{self, GenOptions, Scale};
 use ocs_dash_etl::progress::Progress;
 use ocs_dash_etl::run::{self, EtlOptions};
@@ -28,8 +32,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Generate a realistic multi-team data set straight into a snapshot (no database needed) and summarise it.
+    /// Generate a realistic multi-team data set into a snapshot (no database needed), create an API key, serve the dashboard and print its URL.
     Demo(DemoArgs),
+    /// Serve the API and the dashboard page over the current snapshot.
+    Serve(ServeArgs),
+    /// Manage API keys (each belongs to one team and one named user).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Export an OCS Postgres database into a new snapshot and make it current.
     Etl(EtlArgs),
     /// Fill a Postgres database with a synthetic OCS data set (creates the tables where missing).
@@ -72,6 +81,75 @@ struct DemoArgs {
     /// Random seed (the same seed gives the same data).
     #[arg(long, env = "OCS_DASH_SEED", default_value_t = 42)]
     seed: u64,
+    /// Address to serve on.
+    #[arg(long, env = "OCS_DASH_BIND", default_value = "127.0.0.1:8000")]
+    bind: SocketAddr,
+    /// Only generate the snapshot; no key, no server.
+    #[arg(long, env = "OCS_DASH_NO_SERVE")]
+    no_serve: bool,
+}
+
+#[derive(Debug, Args)]
+struct MetaArg {
+    /// Postgres URL of the metadata store (keys, sessions, presets, audit log); default: DATA/meta.sqlite.
+    #[arg(long, env = "OCS_DASH_META_URL")]
+    meta_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// Address to serve on.
+    #[arg(long, env = "OCS_DASH_BIND", default_value = "127.0.0.1:8000")]
+    bind: SocketAddr,
+    /// How long chart answers stay cached (0, 90s, 30m, 2h, 1d); 0 turns the cache off.
+    #[arg(long, env = "OCS_DASH_CACHE_TTL", default_value = "30m", value_parser = parse_duration)]
+    cache_ttl: Duration,
+    /// Upper bound of the cache's size, in MiB of JSON.
+    #[arg(long, env = "OCS_DASH_CACHE_MB", default_value_t = 256)]
+    cache_mb: u64,
+    #[command(flatten)]
+    meta: MetaArg,
+    /// Mark the session cookie Secure (set when the server is reached over HTTPS).
+    #[arg(long, env = "OCS_DASH_SECURE_COOKIES")]
+    secure_cookies: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key for a user of a team and print it (it is shown only this once).
+    Create {
+        /// The team's URL slug (in the current snapshot).
+        #[arg(long, env = "OCS_DASH_TEAM")]
+        team: String,
+        /// Who the key is for (presets and the audit log are kept per user).
+        #[arg(long, env = "OCS_DASH_USER")]
+        user: String,
+        #[command(flatten)]
+        data: DataArg,
+        #[command(flatten)]
+        meta: MetaArg,
+    },
+    /// List the keys (never the keys themselves: id, prefix, team, user, dates).
+    List {
+        #[command(flatten)]
+        data: DataArg,
+        #[command(flatten)]
+        meta: MetaArg,
+        /// Print JSON.
+        #[arg(long, env = "OCS_DASH_JSON")]
+        json: bool,
+    },
+    /// Revoke a key (by the id `keys list` shows); its browser sessions end too.
+    Revoke {
+        /// The key's id.
+        id: i64,
+        #[command(flatten)]
+        data: DataArg,
+        #[command(flatten)]
+        meta: MetaArg,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -114,10 +192,21 @@ struct GenerateArgs {
 fn init_logging(cli: &Cli) {
     let terminal = std::io::stderr().is_terminal();
     // On a terminal the progress bar tells the story; logs are for warnings.
-    let default = if terminal { "warn" } else { "info" };
+    // A server logs its requests.
+    let serving = matches!(
+        &cli.command,
+        Command::Serve(_)
+            | Command::Demo(DemoArgs {
+                no_serve: false,
+                ..
+            })
+    );
+    let default = if terminal && !serving { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_new(cli.log.as_deref().unwrap_or(default))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if cli.log_json || !terminal {
         builder.json().init();
     } else {
@@ -138,21 +227,25 @@ async fn main() {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Demo(a) => {
-            let opts = GenOptions {
-                scale: a.scale,
-                seed: a.seed,
-                end: chrono::Utc::now(),
-                session_platform: true,
+        Command::Demo(a) => run_demo(a).await?,
+        Command::Serve(a) => {
+            let config = ServeConfig {
+                data_dir: a.data.data,
+                bind: a.bind,
+                cache: CacheConfig {
+                    ttl: a.cache_ttl,
+                    max_bytes: a.cache_mb << 20,
+                },
+                meta_url: a.meta.meta_url,
+                settings: Settings {
+                    secure_cookies: a.secure_cookies,
+                },
             };
-            let mut progress = Progress::auto();
-            let m = run::generate_snapshot(&a.data.data, &opts, &mut progress).await?;
-            println!("generated snapshot {} in {}", m.version, a.data.data.display());
-            println!("teams: {:?}", m.teams);
-            for (t, n) in &m.tables {
-                println!("  {t:<20} {n:>10} rows");
-            }
+            let server = Server::start(&config).await?;
+            println!("serving on http://{}", server.local_addr()?);
+            server.run(shutdown_signal()).await?;
         }
+        Command::Keys(k) => run_keys(k).await?,
         Command::Etl(a) => {
             let opts = EtlOptions {
                 database_url: a.database_url,
@@ -183,7 +276,11 @@ async fn run(cli: Cli) -> Result<()> {
                     session_platform: !a.legacy_schema,
                 };
                 let s = generate::generate_into_postgres(&a.database_url, &opts).await?;
-                println!("generated scale {} in {:.1} s:", a.scale, s.elapsed.as_secs_f64());
+                println!(
+                    "generated scale {} in {:.1} s:",
+                    a.scale,
+                    s.elapsed.as_secs_f64()
+                );
                 for (t, n) in &s.rows {
                     println!("  {t:<32} {n:>10}");
                 }
@@ -194,9 +291,133 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+async fn run_demo(a: DemoArgs) -> Result<()> {
+    let opts = GenOptions {
+        scale: a.scale,
+        seed: a.seed,
+        end: chrono::Utc::now(),
+        session_platform: true,
+    };
+    let mut progress = Progress::auto();
+    let m = run::generate_snapshot(&a.data.data, &opts, &mut progress).await?;
+    println!(
+        "generated snapshot {} in {}",
+        m.version,
+        a.data.data.display()
+    );
+    println!("teams: {:?}", m.teams);
+    for (t, n) in &m.tables {
+        println!("  {t:<20} {n:>10} rows");
+    }
+    if a.no_serve {
+        return Ok(());
+    }
+    let config = ServeConfig {
+        data_dir: a.data.data.clone(),
+        bind: a.bind,
+        cache: CacheConfig::default(),
+        meta_url: None,
+        settings: Settings::default(),
+    };
+    let server = Server::start(&config).await?;
+    let snapshot = server.state().engine().snapshot()?;
+    let team = snapshot
+        .teams
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("the generated snapshot has no team"))?;
+    let key = auth::create_key(server.state().store(), team, "demo").await?;
+    let addr = server.local_addr()?;
+    // A wildcard bind is reached on loopback from this machine.
+    let host = if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    println!();
+    println!(
+        "API key for team {:?} (user demo), shown once: {}",
+        team.slug, key.secret
+    );
+    println!("dashboard:    http://{host}/a/{}/dashboard/", team.slug);
+    println!("sign in with: http://{host}/login?key={}", key.secret);
+    println!("stop with ctrl-c");
+    server.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// The current snapshot of a data directory (keys are bound to its teams).
+fn current_snapshot(data: &Path) -> Result<std::sync::Arc<Snapshot>> {
+    let engine = Engine::new(
+        DataDir::new(data),
+        CacheConfig {
+            ttl: Duration::ZERO,
+            ..CacheConfig::default()
+        },
+    );
+    Ok(engine.snapshot()?)
+}
+
+async fn run_keys(k: KeysCommand) -> Result<()> {
+    match k {
+        KeysCommand::Create {
+            team,
+            user,
+            data,
+            meta,
+        } => {
+            let snapshot = current_snapshot(&data.data)?;
+            let team = snapshot.team(&team).ok_or_else(|| {
+                let known: Vec<_> = snapshot.teams.iter().map(|t| t.slug.as_str()).collect();
+                anyhow::anyhow!(
+                    "no team {team:?} in the snapshot; teams: {}",
+                    known.join(", ")
+                )
+            })?;
+            let store = Store::open_for(&data.data, meta.meta_url.as_deref()).await?;
+            let key = auth::create_key(&store, team, &user).await?;
+            eprintln!(
+                "created key {} ({}…) for user {:?} of team {:?}; it is shown only now:",
+                key.key.id, key.key.prefix, key.key.user, team.slug
+            );
+            println!("{}", key.secret);
+        }
+        KeysCommand::List { data, meta, json } => {
+            let store = Store::open_for(&data.data, meta.meta_url.as_deref()).await?;
+            let keys = store.list_keys().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else {
+                println!(
+                    "{:>5}  {:<14} {:<20} {:<20} {:<20} revoked",
+                    "id", "prefix", "team", "user", "created"
+                );
+                for k in keys {
+                    println!(
+                        "{:>5}  {:<14} {:<20} {:<20} {:<20} {}",
+                        k.id,
+                        k.prefix,
+                        k.team_slug,
+                        k.user,
+                        k.created_at.format("%Y-%m-%d %H:%M:%S"),
+                        k.revoked_at
+                            .map_or(String::new(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    );
+                }
+            }
+        }
+        KeysCommand::Revoke { id, data, meta } => {
+            let store = Store::open_for(&data.data, meta.meta_url.as_deref()).await?;
+            if !store.revoke_key(id).await? {
+                anyhow::bail!("no active key with id {id} (see `ocs-dash keys list`)");
+            }
+            println!("revoked key {id}");
+        }
+    }
+    Ok(())
+}
+
 async fn run_sql(a: SqlArgs) -> Result<()> {
-    let engine = Engine::new(DataDir::new(&a.data.data), CacheConfig { ttl: std::time::Duration::ZERO, ..CacheConfig::default() });
-    let snapshot = engine.snapshot()?;
+    let snapshot = current_snapshot(&a.data.data)?;
     let team = match &a.team {
         None => None,
         Some(slug) => Some(
@@ -204,7 +425,10 @@ async fn run_sql(a: SqlArgs) -> Result<()> {
                 .team(slug)
                 .ok_or_else(|| {
                     let known: Vec<_> = snapshot.teams.iter().map(|t| t.slug.as_str()).collect();
-                    anyhow::anyhow!("no team {slug:?} in the snapshot; teams: {}", known.join(", "))
+                    anyhow::anyhow!(
+                        "no team {slug:?} in the snapshot; teams: {}",
+                        known.join(", ")
+                    )
                 })?
                 .id,
         ),
@@ -226,7 +450,14 @@ async fn run_sql(a: SqlArgs) -> Result<()> {
     let mut pending = String::new();
     let prompt = |pending: &str| {
         use std::io::Write;
-        eprint!("{}", if pending.is_empty() { "ocs-dash> " } else { "     ...> " });
+        eprint!(
+            "{}",
+            if pending.is_empty() {
+                "ocs-dash> "
+            } else {
+                "     ...> "
+            }
+        );
         std::io::stderr().flush().ok();
     };
     prompt(&pending);
