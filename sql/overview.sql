@@ -1,14 +1,16 @@
 -- overview: one row. f_* are the team's tables with the request's chatbot
--- and channel filters applied; $start/$end bound the window [start, end).
+-- and channel filters applied; f_activity holds turn activity (one row per
+-- turn, or per session and 15-minute slot from the rollup) with `human` and
+-- `ai` turn counts; $start/$end bound the window [start, end).
 WITH w AS (
-    SELECT * FROM f_turns WHERE created_at >= $start AND created_at < $end
+    SELECT * FROM f_activity WHERE created_at >= $start AND created_at < $end
 ),
 act AS (
     SELECT count(DISTINCT session_id) AS active_sessions,
            count(DISTINCT chatbot_id) AS active_chatbots,
-           count(DISTINCT CASE WHEN message_type = 'human' THEN participant_id END) AS active_participants,
-           count(CASE WHEN message_type = 'human' THEN 1 END) AS human_messages,
-           count(CASE WHEN message_type = 'ai' THEN 1 END) AS ai_messages
+           count(DISTINCT CASE WHEN human > 0 THEN participant_id END) AS active_participants,
+           sum(human) AS human_messages,
+           sum(ai) AS ai_messages
     FROM w
 ),
 completed AS (

@@ -50,6 +50,7 @@ fn flatten(v: &Value, path: String, out: &mut Vec<Vec<String>>) {
         Value::Array(a) if !a.is_empty() => a.iter().enumerate().for_each(|(i, v)| flatten(v, format!("{path}[{i}]"), out)),
         Value::Array(_) => out.push(vec![path, "[]".into()]),
         Value::Null => out.push(vec![path, "NULL".into()]),
+        Value::String(s) if s.is_empty() => out.push(vec![path, "(empty)".into()]),
         Value::String(s) => out.push(vec![path, s.clone()]),
         other => out.push(vec![path, other.to_string()]),
     }

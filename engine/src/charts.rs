@@ -414,7 +414,7 @@ async fn bot_performance(q: &Query<'_>, o: &Options) -> Result<BotPerformance> {
     for b in q.rows(include_str!("../../sql/bot_performance.sql")).await? {
         let (ids, names) = (ints(&b, "chatbot_id")?, strings(&b, "chatbot_name")?);
         let (parts, sessions, msgs) = (ints(&b, "participants")?, ints(&b, "sessions")?, ints(&b, "messages")?);
-        let (completed, duration) = (ints(&b, "completed")?, floats(&b, "avg_session_duration")?);
+        let (completed, ended_us) = (ints(&b, "completed")?, ints(&b, "ended_us")?);
         for i in 0..b.num_rows() {
             rows.push(BotRow {
                 chatbot_id: ids[i],
@@ -422,7 +422,8 @@ async fn bot_performance(q: &Query<'_>, o: &Options) -> Result<BotPerformance> {
                 participants: parts[i],
                 sessions: sessions[i],
                 messages: msgs[i],
-                avg_session_duration: duration[i],
+                avg_session_duration: (completed[i] > 0)
+                    .then(|| ended_us[i] as f64 / (completed[i] as f64 * 60_000_000.0)),
                 completion_rate: ratio(completed[i], sessions[i]),
                 avg_messages_per_session: ratio(msgs[i], sessions[i]),
             });

@@ -14,8 +14,9 @@ use serde::Serialize;
 use crate::charts::{self, Chart, ChartData};
 use crate::error::{Error, Result};
 use crate::filters::{Filters, Options};
-use crate::scope::team_scope;
-use crate::snapshot::{DataDir, Manifest};
+use crate::buckets::Buckets;
+use crate::scope::{Activity, team_scope};
+use crate::snapshot::{DataDir, Manifest, SLOT_MICROS};
 
 /// A team as the snapshot knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -189,7 +190,7 @@ impl Engine {
         self.asked.fetch_add(1, Ordering::Relaxed);
         let compute = async {
             self.computed.fetch_add(1, Ordering::Relaxed);
-            let ctx = team_scope(&snapshot.dir, team_id, filters).await?;
+            let ctx = team_scope(&snapshot.dir, team_id, filters, choose_activity(&snapshot.manifest, filters)).await?;
             charts::compute(&ctx, chart, filters, &options).await.map(Arc::new)
         };
         let data = match &self.cache {
@@ -230,6 +231,21 @@ impl Engine {
             misses,
         }
     }
+}
+
+/// Raw turns or the rollup: the rollup gives the exact same answer when it
+/// covers the window and the window's edges and every bucket start fall on
+/// slot boundaries (true for every current time zone; checked, not assumed).
+pub fn choose_activity(manifest: &Manifest, filters: &Filters) -> Activity {
+    let Some(coverage) = manifest.rollup else { return Activity::Raw };
+    let (start, end) = filters.window();
+    let aligned = |t: i64| t.rem_euclid(SLOT_MICROS) == 0;
+    let buckets = Buckets::new(filters);
+    let ok = coverage.covers(start.with_timezone(&Utc), end.with_timezone(&Utc))
+        && aligned(start.timestamp_micros())
+        && aligned(end.timestamp_micros())
+        && buckets.starts.iter().all(|b| aligned(b.timestamp_micros()));
+    if ok { Activity::Rollup } else { Activity::Raw }
 }
 
 fn unwrap_shared(e: Arc<Error>) -> Error {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
-use datafusion::logical_expr::{Expr, col, lit};
+use datafusion::logical_expr::{Expr, col, lit, when};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::Result;
@@ -26,6 +26,7 @@ pub const TEAM_TABLES: &[&str] = &[
     "participants",
     "sessions",
     "turns",
+    "turn_slots",
     "tags",
     "message_tags",
     "session_tags",
@@ -59,10 +60,23 @@ pub fn register_team_table(ctx: &SessionContext, version_dir: &Path, team_id: i6
     Ok(())
 }
 
+/// Where a query reads turn activity from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// One row per turn (`turns`).
+    Raw,
+    /// One row per session and 15-minute slot (`turn_slots`); exact when the
+    /// window and every bucket start on a slot boundary inside the rollup's
+    /// coverage (see [`crate::engine`]).
+    Rollup,
+}
+
 /// A fresh context holding `team_id`'s tables from `version_dir` and the
-/// filtered views `f_chatbots`, `f_sessions`, `f_turns`, `f_message_tags`,
-/// `f_session_tags`.
-pub async fn team_scope(version_dir: &Path, team_id: i64, filters: &Filters) -> Result<SessionContext> {
+/// filtered views `f_chatbots`, `f_sessions`, `f_message_tags`,
+/// `f_session_tags`, and `f_activity`: turn activity with columns
+/// `session_id, chatbot_id, participant_id, platform, created_at, human, ai,
+/// last_human_at`, one row per turn or per slot depending on `activity`.
+pub async fn team_scope(version_dir: &Path, team_id: i64, filters: &Filters, activity: Activity) -> Result<SessionContext> {
     let ctx = SessionContext::new_with_config(engine_config());
     for name in TEAM_TABLES {
         register_team_table(&ctx, version_dir, team_id, table(name).expect("known table"))?;
@@ -83,10 +97,44 @@ pub async fn team_scope(version_dir: &Path, team_id: i64, filters: &Filters) -> 
     };
     let platforms = in_list("platform", filters.channels.iter().map(|p| lit(p.as_str())).collect());
     let listed = !col("is_archived");
-    let views: [(&str, &str, Vec<Expr>); 5] = [
+    let activity_view = match activity {
+        Activity::Raw => ctx
+            .table("turns")
+            .await?
+            .filter(bots.clone())?
+            .filter(platforms.clone())?
+            .select(vec![
+                col("session_id"),
+                col("chatbot_id"),
+                col("participant_id"),
+                col("platform"),
+                col("created_at"),
+                when(col("message_type").eq(lit("human")), lit(1i64)).otherwise(lit(0i64))?.alias("human"),
+                when(col("message_type").eq(lit("ai")), lit(1i64)).otherwise(lit(0i64))?.alias("ai"),
+                when(col("message_type").eq(lit("human")), col("created_at"))
+                    .end()?
+                    .alias("last_human_at"),
+            ])?,
+        Activity::Rollup => ctx
+            .table("turn_slots")
+            .await?
+            .filter(bots.clone())?
+            .filter(platforms.clone())?
+            .select(vec![
+                col("session_id"),
+                col("chatbot_id"),
+                col("participant_id"),
+                col("platform"),
+                col("slot").alias("created_at"),
+                col("human"),
+                col("ai"),
+                col("last_human_at"),
+            ])?,
+    };
+    ctx.register_table("f_activity", activity_view.into_view())?;
+    let views: [(&str, &str, Vec<Expr>); 4] = [
         ("f_chatbots", "chatbots", vec![listed, bots.clone()]),
         ("f_sessions", "sessions", vec![col("counted"), bots.clone(), platforms.clone()]),
-        ("f_turns", "turns", vec![bots.clone(), platforms.clone()]),
         ("f_message_tags", "message_tags", vec![bots.clone(), platforms.clone()]),
         ("f_session_tags", "session_tags", vec![bots, platforms]),
     ];

@@ -140,6 +140,22 @@ pub static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
             internal: false,
         },
         TableDef {
+            name: "turn_slots",
+            partitioned: true,
+            sort_by: &["slot", "session_id"],
+            schema: schema(&[
+                ("session_id", I, false),
+                ("chatbot_id", I, false),
+                ("participant_id", I, true),
+                ("platform", S, true),
+                ("slot", ts(), false),
+                ("human", I, false),
+                ("ai", I, false),
+                ("last_human_at", ts(), true),
+            ]),
+            internal: false,
+        },
+        TableDef {
             name: "tags",
             partitioned: true,
             sort_by: &["tag_id"],
@@ -211,6 +227,31 @@ pub struct MessageWatermark {
     pub id_sum: String,
 }
 
+/// The UTC days a rollup covers, both ends included; `None` = unbounded
+/// (built from every turn).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollupCoverage {
+    pub from: Option<chrono::NaiveDate>,
+    pub to: Option<chrono::NaiveDate>,
+}
+
+impl RollupCoverage {
+    /// Whether every instant of `[start, end)` lies in a covered day.
+    pub fn covers(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> bool {
+        let from_ok = self.from.is_none_or(|d| start.date_naive() >= d);
+        let to_ok = self.to.is_none_or(|d| {
+            let last = end - chrono::Duration::microseconds(1);
+            last.date_naive() <= d
+        });
+        from_ok && to_ok
+    }
+}
+
+/// Width of a rollup slot. Every time zone's offset is a multiple of 15
+/// minutes, so local hours, days, weeks and months all start on a slot
+/// boundary and a slot never straddles two buckets or a window's edge.
+pub const SLOT_MICROS: i64 = 15 * 60 * 1_000_000;
+
 /// The description of one snapshot version, written last.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -231,6 +272,10 @@ pub struct Manifest {
     /// Anomalies found (and handled) per kind.
     pub anomalies: BTreeMap<String, u64>,
     pub watermark: MessageWatermark,
+    /// UTC days `[from, to]` the `turn_slots` rollup covers; `None` when the
+    /// snapshot has none (then every query reads `turns`).
+    #[serde(default)]
+    pub rollup: Option<RollupCoverage>,
     /// Team ids present in the snapshot.
     pub teams: Vec<i64>,
 }

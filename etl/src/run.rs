@@ -292,6 +292,7 @@ async fn finish_snapshot(
         anomalies,
         watermark,
         teams,
+        rollup: Some(ocs_dash_engine::snapshot::RollupCoverage { from: None, to: None }),
     };
     dir.seal(&manifest)?;
     dir.publish(&meta.version)?;

@@ -45,6 +45,7 @@ const STEPS: &[(&str, &str)] = &[
     ("tags", include_str!("../sql/tags.sql")),
     ("sessions", include_str!("../sql/sessions.sql")),
     ("turns", include_str!("../sql/turns.sql")),
+    ("turn_slots", include_str!("../sql/turn_slots.sql")),
     ("_other_messages", include_str!("../sql/other_messages.sql")),
     ("message_tags", include_str!("../sql/message_tags.sql")),
     ("session_tags", include_str!("../sql/session_tags.sql")),

@@ -1,0 +1,16 @@
+-- The rollup: one row per session and 15-minute UTC slot holding its turns,
+-- with the turn counts and the last human turn. Distinct counts (sessions,
+-- participants, chatbots) stay exact over it because every row still names
+-- its session and participant; only rows of the same session and slot merge.
+SELECT
+    team_id,
+    session_id,
+    chatbot_id,
+    participant_id,
+    platform,
+    arrow_cast(date_bin(INTERVAL '15 minutes', created_at), 'Timestamp(Microsecond, Some("UTC"))') AS slot,
+    count(CASE WHEN message_type = 'human' THEN 1 END) AS human,
+    count(CASE WHEN message_type = 'ai' THEN 1 END) AS ai,
+    max(CASE WHEN message_type = 'human' THEN created_at END) AS last_human_at
+FROM snap_turns
+GROUP BY team_id, session_id, chatbot_id, participant_id, platform, date_bin(INTERVAL '15 minutes', created_at)
