@@ -517,6 +517,20 @@ async fn exports_flatten_every_chart_without_participant_identities() {
         assert!(!csv.text().starts_with('#'), "no filters unless asked");
         assert_eq!(header, expected, "{chart}");
         assert!(rows.iter().all(|r| r.len() == expected.len()));
+        // A chart read is audited with as many rows as its export has.
+        let r = f
+            .get(
+                &f.alice,
+                &f.url(&format!("api/{chart}/?{WINDOW}&page_size=100")),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        let audited = f.store.store.audit_log(1).await.unwrap().remove(0);
+        assert_eq!(
+            (audited.action.as_str(), audited.rows),
+            ("chart", rows.len() as i64),
+            "{chart}"
+        );
         let json = export(
             &f,
             json!({"chart": chart, "format": "json", "filters": filters}),
