@@ -45,6 +45,63 @@ enum Command {
     Generate(GenerateArgs),
     /// Ad-hoc read-only SQL over one team's snapshot tables; without a query, an interactive prompt.
     Sql(SqlArgs),
+    /// The daily metric rollup of the current snapshot: build, backfill a date range, prune old days.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SnapshotCommand {
+    /// Rebuild the rollup over every day (or `--from`/`--to`, UTC days) into a new current version.
+    Build(RollupArgs),
+    /// Rebuild the rollup for exactly the days `--from`..`--to` (UTC), e.g. after pruning.
+    Backfill(BackfillArgs),
+    /// Keep the rollup for the last `--keep-days` days only; older windows are answered from raw turns.
+    Prune(PruneArgs),
+    /// Show the current snapshot: version, freshness, rows per table, rollup coverage.
+    Status(DataArg),
+}
+
+#[derive(Debug, Args)]
+struct RollupArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// First UTC day covered (default: unbounded).
+    #[arg(long, env = "OCS_DASH_FROM")]
+    from: Option<chrono::NaiveDate>,
+    /// Last UTC day covered (default: unbounded).
+    #[arg(long, env = "OCS_DASH_TO")]
+    to: Option<chrono::NaiveDate>,
+    /// Complete old versions to keep besides the current one.
+    #[arg(long, env = "OCS_DASH_KEEP", default_value_t = run::DEFAULT_KEEP)]
+    keep: usize,
+}
+
+#[derive(Debug, Args)]
+struct BackfillArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// First UTC day.
+    #[arg(long, env = "OCS_DASH_FROM")]
+    from: chrono::NaiveDate,
+    /// Last UTC day.
+    #[arg(long, env = "OCS_DASH_TO")]
+    to: chrono::NaiveDate,
+    /// Complete old versions to keep besides the current one.
+    #[arg(long, env = "OCS_DASH_KEEP", default_value_t = run::DEFAULT_KEEP)]
+    keep: usize,
+}
+
+#[derive(Debug, Args)]
+struct PruneArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// Days of rollup to keep, counted back from the snapshot's as-of day.
+    #[arg(long, env = "OCS_DASH_KEEP_DAYS")]
+    keep_days: u64,
+    /// Complete old versions to keep besides the current one.
+    #[arg(long, env = "OCS_DASH_KEEP", default_value_t = run::DEFAULT_KEEP)]
+    keep: usize,
 }
 
 #[derive(Debug, Args)]
@@ -287,6 +344,35 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Sql(a) => run_sql(a).await?,
+        Command::Snapshot(c) => {
+            use ocs_dash_engine::snapshot::RollupCoverage;
+            use ocs_dash_etl::rollup;
+            let m = match c {
+                SnapshotCommand::Build(a) => {
+                    rollup::rebuild(&a.data.data, RollupCoverage { from: a.from, to: a.to }, a.keep).await?
+                }
+                SnapshotCommand::Backfill(a) => {
+                    if a.from > a.to {
+                        anyhow::bail!("--from {} is after --to {}", a.from, a.to);
+                    }
+                    rollup::rebuild(&a.data.data, RollupCoverage { from: Some(a.from), to: Some(a.to) }, a.keep).await?
+                }
+                SnapshotCommand::Prune(a) => rollup::prune(&a.data.data, a.keep_days, a.keep).await?,
+                SnapshotCommand::Status(d) => {
+                    let dir = DataDir::new(&d.data);
+                    dir.manifest(&dir.require_current()?)?
+                }
+            };
+            let day = |d: Option<chrono::NaiveDate>| d.map_or("unbounded".to_string(), |d| d.to_string());
+            println!("snapshot {} ({} from {}), data as of {}", m.version, m.mode, m.source, m.as_of.to_rfc3339());
+            match m.rollup {
+                Some(r) => println!("rollup covers {} .. {}", day(r.from), day(r.to)),
+                None => println!("no rollup: every chart reads raw turns"),
+            }
+            for (t, n) in &m.tables {
+                println!("  {t:<20} {n:>12} rows");
+            }
+        }
     }
     Ok(())
 }

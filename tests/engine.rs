@@ -183,3 +183,70 @@ async fn rollup_and_raw_turns_agree_for_every_chart_and_granularity() {
     }
     eprintln!("{compared} answers equal on both paths");
 }
+
+/// `ocs-dash snapshot prune/backfill/build` change only where the rollup is
+/// used, never an answer.
+#[tokio::test]
+async fn pruned_and_backfilled_rollups_give_the_same_answers() {
+    use ocs_dash_engine::engine::choose_activity;
+    use ocs_dash_engine::scope::Activity;
+    let data = tempfile::tempdir().unwrap();
+    let m = ocs_dash_etl::run::generate_snapshot(data.path(), &opts(5), &mut Progress::hidden()).await.unwrap();
+    let engine = Engine::new(DataDir::new(data.path()), CacheConfig { ttl: Duration::ZERO, ..Default::default() });
+    let now = "2026-11-20T12:00:00Z".parse().unwrap();
+    let window = |s: &str, e: &str| {
+        Filters::parse(&[("start_date".into(), s.into()), ("end_date".into(), e.into())], now).unwrap()
+    };
+    let (old, recent) = (window("2026-09-22", "2026-10-05"), window("2026-11-14", "2026-11-20"));
+    let team = m.teams[0];
+    let (_, before) = answers(&engine, team, &old, &recent).await;
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ocs-dash"))
+            .arg("snapshot")
+            .args(args)
+            .arg("--data")
+            .arg(data.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    let out = run(&["prune", "--keep-days", "10"]);
+    assert!(out.contains("rollup covers 2026-11-11 .. unbounded"), "{out}");
+    let (snap, after) = answers(&engine, team, &old, &recent).await;
+    assert_ne!(snap.version, m.version);
+    assert!(snap.manifest.tables["turn_slots"] < m.tables["turn_slots"]);
+    assert_eq!(choose_activity(&snap.manifest, &old.0), Activity::Raw);
+    assert_eq!(choose_activity(&snap.manifest, &recent.0), Activity::Rollup);
+    assert_eq!(before, after, "pruning the rollup changes no answer");
+
+    let out = run(&["backfill", "--from", "2026-09-01", "--to", "2026-10-31"]);
+    assert!(out.contains("rollup covers 2026-09-01 .. 2026-10-31"), "{out}");
+    let (snap, after) = answers(&engine, team, &old, &recent).await;
+    assert_eq!(choose_activity(&snap.manifest, &old.0), Activity::Rollup);
+    assert_eq!(choose_activity(&snap.manifest, &recent.0), Activity::Raw);
+    assert_eq!(before, after, "backfilling changes no answer");
+
+    run(&["build"]);
+    let snap = engine.snapshot().unwrap();
+    assert_eq!(snap.manifest.tables["turn_slots"], m.tables["turn_slots"], "a full build restores every slot");
+    let out = run(&["status"]);
+    assert!(out.contains(&snap.version) && out.contains("unbounded .. unbounded"), "{out}");
+}
+
+async fn answers(
+    engine: &Engine,
+    team: i64,
+    old: &(Filters, ocs_dash_engine::filters::Options),
+    recent: &(Filters, ocs_dash_engine::filters::Options),
+) -> (Arc<ocs_dash_engine::Snapshot>, Vec<Arc<ocs_dash_engine::charts::ChartData>>) {
+    let snap = engine.snapshot().unwrap();
+    let mut out = Vec::new();
+    for (f, o) in [old, recent] {
+        for chart in Chart::ALL {
+            out.push(engine.chart(&snap, team, chart, f, o).await.unwrap().data);
+        }
+    }
+    (snap, out)
+}

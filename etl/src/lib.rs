@@ -13,6 +13,7 @@ pub mod generate;
 pub mod pgcopy;
 pub mod postgres;
 pub mod progress;
+pub mod rollup;
 pub mod run;
 pub mod source;
 pub mod stage;

@@ -45,11 +45,14 @@ const STEPS: &[(&str, &str)] = &[
     ("tags", include_str!("../sql/tags.sql")),
     ("sessions", include_str!("../sql/sessions.sql")),
     ("turns", include_str!("../sql/turns.sql")),
-    ("turn_slots", include_str!("../sql/turn_slots.sql")),
+    ("turn_slots", TURN_SLOTS_SQL),
     ("_other_messages", include_str!("../sql/other_messages.sql")),
     ("message_tags", include_str!("../sql/message_tags.sql")),
     ("session_tags", include_str!("../sql/session_tags.sql")),
 ];
+
+/// The rollup query over `snap_turns` (also used by [`crate::rollup`]).
+pub const TURN_SLOTS_SQL: &str = include_str!("../sql/turn_slots.sql");
 
 const ANOMALIES: &str = include_str!("../sql/anomalies.sql");
 
