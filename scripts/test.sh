@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of ocs-dash on this machine.
 #
+# The browser test needs Node.js with web/node_modules (npm ci) and
+# Debian's Chromium; this script installs what is missing (apt-get as root).
+#
 # The tests need a real PostgreSQL. They use $OCS_DASH_TEST_PG
 # (default postgres://postgres@127.0.0.1:5432/postgres, the server of a
 # development machine). When nothing answers there, this script starts a
@@ -48,5 +51,20 @@ throwaway_pg() {
 }
 
 pg_up || throwaway_pg
+
+apt_install() {
+    if [ "$(id -u)" != 0 ]; then
+        echo "missing $*: install it (sudo apt-get install $*) and run again" >&2
+        exit 1
+    fi
+    if [ -z "${APT_UPDATED:-}" ]; then
+        apt-get update -qq
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+[ -x /usr/bin/chromium ] || apt_install chromium
+[ -f web/node_modules/playwright-core/package.json ] || (cd web && npm ci --no-audit --no-fund --silent)
 
 cargo test --workspace --all-targets
