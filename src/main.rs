@@ -258,7 +258,11 @@ fn init_logging(cli: &Cli) {
                 ..
             })
     );
-    let default = if terminal && !serving { "warn" } else { "info" };
+    let default = match (terminal, serving) {
+        (false, _) => "info",
+        (true, true) => "warn,ocs_dash_api=info",
+        (true, false) => "warn",
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(cli.log.as_deref().unwrap_or(default))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
