@@ -54,7 +54,9 @@ fn prerequisites() {
         "{chromium} is missing: install Debian's Chromium (`apt-get install chromium`) to run the browser test"
     );
     assert!(
-        root().join("web/node_modules/playwright-core/package.json").exists(),
+        root()
+            .join("web/node_modules/playwright-core/package.json")
+            .exists(),
         "web/node_modules is missing: run `bash scripts/build-assets.sh` (npm ci in web/) to run the browser test"
     );
     let node = Command::new("node").arg("--version").output();
@@ -65,7 +67,11 @@ fn prerequisites() {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Waits until the server answers `GET /login`.
@@ -82,7 +88,10 @@ fn wait_for_server(addr: &str, server: &mut Server, log: &Path) {
             let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
             let req = format!("GET /login HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
             let mut buf = Vec::new();
-            if s.write_all(req.as_bytes()).is_ok() && s.read_to_end(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 ") {
+            if s.write_all(req.as_bytes()).is_ok()
+                && s.read_to_end(&mut buf).is_ok()
+                && buf.starts_with(b"HTTP/1.1 ")
+            {
                 return;
             }
         }
@@ -105,18 +114,28 @@ fn pairs(query: &str) -> Vec<(String, String)> {
 /// Every chart's `data` for one query, as the engine answers it (what the server must serve).
 async fn view(engine: &Engine, snapshot: &Snapshot, team_id: i64, query: &str) -> Value {
     let now: DateTime<Utc> = DATA_END.parse().unwrap();
-    let (filters, options) = Filters::parse(&pairs(query), now).unwrap_or_else(|e| panic!("{query}: {e}"));
+    let (filters, options) =
+        Filters::parse(&pairs(query), now).unwrap_or_else(|e| panic!("{query}: {e}"));
     let mut charts = Map::new();
     for chart in Chart::ALL {
-        let answer = engine.chart(snapshot, team_id, chart, &filters, &options).await.unwrap();
-        charts.insert(chart.name().to_string(), serde_json::to_value(answer.data.as_ref()).unwrap());
+        let answer = engine
+            .chart(snapshot, team_id, chart, &filters, &options)
+            .await
+            .unwrap();
+        charts.insert(
+            chart.name().to_string(),
+            serde_json::to_value(answer.data.as_ref()).unwrap(),
+        );
     }
     Value::Object(charts)
 }
 
 /// Runs the async part (snapshot, expected numbers) on its own runtime.
 fn build_fixture(data: &Path, out: &Path, query: &str) -> (String, Value) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let opts = GenOptions {
             scale: Scale::Tiny,
@@ -124,7 +143,9 @@ fn build_fixture(data: &Path, out: &Path, query: &str) -> (String, Value) {
             end: DATA_END.parse().unwrap(),
             session_platform: true,
         };
-        generate_snapshot(data, &opts, &mut Progress::hidden()).await.unwrap();
+        generate_snapshot(data, &opts, &mut Progress::hidden())
+            .await
+            .unwrap();
         let engine = Engine::new(
             DataDir::new(data),
             CacheConfig {
@@ -143,9 +164,18 @@ fn build_fixture(data: &Path, out: &Path, query: &str) -> (String, Value) {
             }
         }
         let (team_id, slug, messages) = best.expect("the generator made teams");
-        assert!(messages > 0, "no team has messages between {START} and {END}");
+        assert!(
+            messages > 0,
+            "no team has messages between {START} and {END}"
+        );
         let base = view(&engine, &snapshot, team_id, query).await;
-        let weekly = view(&engine, &snapshot, team_id, &format!("{query}&granularity=weekly")).await;
+        let weekly = view(
+            &engine,
+            &snapshot,
+            team_id,
+            &format!("{query}&granularity=weekly"),
+        )
+        .await;
         let platform = base["channel-breakdown"]["platforms"][0]["platform"]
             .as_str()
             .expect("a platform with sessions in the window")
@@ -169,7 +199,15 @@ fn build_fixture(data: &Path, out: &Path, query: &str) -> (String, Value) {
 
 fn create_key(data: &Path, slug: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_ocs-dash"))
-        .args(["keys", "create", "--team", slug, "--user", "browser-test@example.org", "--data"])
+        .args([
+            "keys",
+            "create",
+            "--team",
+            slug,
+            "--user",
+            "browser-test@example.org",
+            "--data",
+        ])
         .arg(data)
         .env_remove("OCS_DASH_DATA")
         .output()
@@ -185,7 +223,14 @@ fn create_key(data: &Path, slug: &str) -> String {
         .split_whitespace()
         .find(|w| w.starts_with("ocsd_"))
         .map(str::to_string)
-        .or_else(|| stdout.lines().rev().map(str::trim).find(|l| !l.is_empty()).map(str::to_string))
+        .or_else(|| {
+            stdout
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map(str::to_string)
+        })
         .expect("ocs-dash keys create printed a key")
 }
 
