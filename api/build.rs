@@ -23,9 +23,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn main() {
-    let root =
-        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
-            .join("assets");
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("assets");
     println!("cargo:rerun-if-changed={}", root.display());
     let static_dir = root.join("static");
     let mut files = Vec::new();
@@ -35,9 +33,7 @@ fn main() {
         "/// Files under `assets/static/`, by their path below it.\npub static STATIC_FILES: &[(&str, &[u8])] = &[\n",
     );
     for file in &files {
-        let rel = file
-            .strip_prefix(&static_dir)
-            .expect("walked below static/");
+        let rel = file.strip_prefix(&static_dir).expect("walked below static/");
         let name = rel
             .components()
             .map(|c| c.as_os_str().to_string_lossy())

@@ -30,7 +30,13 @@ async fn main() {
     };
     let runs: usize = args.get(1).map_or(7, |r| r.parse().expect("runs is a number"));
     let dir = DataDir::new(data);
-    let engine = Engine::new(dir.clone(), CacheConfig { ttl: Duration::ZERO, ..Default::default() });
+    let engine = Engine::new(
+        dir.clone(),
+        CacheConfig {
+            ttl: Duration::ZERO,
+            ..Default::default()
+        },
+    );
     let snap = engine.snapshot().expect("a snapshot in the data directory");
     // The largest team: the one with the biggest turns folder.
     let size = |t: i64| -> u64 {
@@ -62,7 +68,11 @@ async fn main() {
             }
             times.sort();
             let p95 = times[((runs as f64 * 0.95).ceil() as usize).clamp(1, runs) - 1];
-            println!("| {chart} | {days} d | {path} | {} | {} |", ms(times[runs / 2]), ms(p95));
+            println!(
+                "| {chart} | {days} d | {path} | {} | {} |",
+                ms(times[runs / 2]),
+                ms(p95)
+            );
         }
     }
     let cached = Engine::new(dir, CacheConfig::default());
@@ -73,5 +83,8 @@ async fn main() {
     for _ in 0..n {
         cached.chart(&snap, team.id, Chart::Overview, &f, &o).await.unwrap();
     }
-    println!("\ncache hit (in process): {:.1} µs per request over {n}", started.elapsed().as_secs_f64() * 1e6 / n as f64);
+    println!(
+        "\ncache hit (in process): {:.1} µs per request over {n}",
+        started.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
 }

@@ -252,11 +252,7 @@ fn init_logging(cli: &Cli) {
     // A server logs its requests.
     let serving = matches!(
         &cli.command,
-        Command::Serve(_)
-            | Command::Demo(DemoArgs {
-                no_serve: false,
-                ..
-            })
+        Command::Serve(_) | Command::Demo(DemoArgs { no_serve: false, .. })
     );
     let default = match (terminal, serving) {
         (false, _) => "info",
@@ -337,11 +333,7 @@ async fn run(cli: Cli) -> Result<()> {
                     session_platform: !a.legacy_schema,
                 };
                 let s = generate::generate_into_postgres(&a.database_url, &opts).await?;
-                println!(
-                    "generated scale {} in {:.1} s:",
-                    a.scale,
-                    s.elapsed.as_secs_f64()
-                );
+                println!("generated scale {} in {:.1} s:", a.scale, s.elapsed.as_secs_f64());
                 for (t, n) in &s.rows {
                     println!("  {t:<32} {n:>10}");
                 }
@@ -359,7 +351,15 @@ async fn run(cli: Cli) -> Result<()> {
                     if a.from > a.to {
                         anyhow::bail!("--from {} is after --to {}", a.from, a.to);
                     }
-                    rollup::rebuild(&a.data.data, RollupCoverage { from: Some(a.from), to: Some(a.to) }, a.keep).await?
+                    rollup::rebuild(
+                        &a.data.data,
+                        RollupCoverage {
+                            from: Some(a.from),
+                            to: Some(a.to),
+                        },
+                        a.keep,
+                    )
+                    .await?
                 }
                 SnapshotCommand::Prune(a) => rollup::prune(&a.data.data, a.keep_days, a.keep).await?,
                 SnapshotCommand::Status(d) => {
@@ -368,7 +368,13 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             };
             let day = |d: Option<chrono::NaiveDate>| d.map_or("unbounded".to_string(), |d| d.to_string());
-            println!("snapshot {} ({} from {}), data as of {}", m.version, m.mode, m.source, m.as_of.to_rfc3339());
+            println!(
+                "snapshot {} ({} from {}), data as of {}",
+                m.version,
+                m.mode,
+                m.source,
+                m.as_of.to_rfc3339()
+            );
             match m.rollup {
                 Some(r) => println!("rollup covers {} .. {}", day(r.from), day(r.to)),
                 None => println!("no rollup: every chart reads raw turns"),
@@ -390,11 +396,7 @@ async fn run_demo(a: DemoArgs) -> Result<()> {
     };
     let mut progress = Progress::auto();
     let m = run::generate_snapshot(&a.data.data, &opts, &mut progress).await?;
-    println!(
-        "generated snapshot {} in {}",
-        m.version,
-        a.data.data.display()
-    );
+    println!("generated snapshot {} in {}", m.version, a.data.data.display());
     println!("teams: {:?}", m.teams);
     for (t, n) in &m.tables {
         println!("  {t:<20} {n:>10} rows");
@@ -449,19 +451,11 @@ fn current_snapshot(data: &Path) -> Result<std::sync::Arc<Snapshot>> {
 
 async fn run_keys(k: KeysCommand) -> Result<()> {
     match k {
-        KeysCommand::Create {
-            team,
-            user,
-            data,
-            meta,
-        } => {
+        KeysCommand::Create { team, user, data, meta } => {
             let snapshot = current_snapshot(&data.data)?;
             let team = snapshot.team(&team).ok_or_else(|| {
                 let known: Vec<_> = snapshot.teams.iter().map(|t| t.slug.as_str()).collect();
-                anyhow::anyhow!(
-                    "no team {team:?} in the snapshot; teams: {}",
-                    known.join(", ")
-                )
+                anyhow::anyhow!("no team {team:?} in the snapshot; teams: {}", known.join(", "))
             })?;
             let store = Store::open_for(&data.data, meta.meta_url.as_deref()).await?;
             let key = auth::create_key(&store, team, &user).await?;
@@ -515,10 +509,7 @@ async fn run_sql(a: SqlArgs) -> Result<()> {
                 .team(slug)
                 .ok_or_else(|| {
                     let known: Vec<_> = snapshot.teams.iter().map(|t| t.slug.as_str()).collect();
-                    anyhow::anyhow!(
-                        "no team {slug:?} in the snapshot; teams: {}",
-                        known.join(", ")
-                    )
+                    anyhow::anyhow!("no team {slug:?} in the snapshot; teams: {}", known.join(", "))
                 })?
                 .id,
         ),
@@ -540,14 +531,7 @@ async fn run_sql(a: SqlArgs) -> Result<()> {
     let mut pending = String::new();
     let prompt = |pending: &str| {
         use std::io::Write;
-        eprint!(
-            "{}",
-            if pending.is_empty() {
-                "ocs-dash> "
-            } else {
-                "     ...> "
-            }
-        );
+        eprint!("{}", if pending.is_empty() { "ocs-dash> " } else { "     ...> " });
         std::io::stderr().flush().ok();
     };
     prompt(&pending);

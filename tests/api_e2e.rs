@@ -47,13 +47,7 @@ async fn engine_answer(data: &Path, team: i64, chart: Chart, query: &str) -> Val
     );
     let snapshot = engine.snapshot().unwrap();
     let (filters, options) = Filters::parse(&pairs(query), Utc::now()).unwrap();
-    serde_json::to_value(
-        engine
-            .chart(&snapshot, team, chart, &filters, &options)
-            .await
-            .unwrap(),
-    )
-    .unwrap()
+    serde_json::to_value(engine.chart(&snapshot, team, chart, &filters, &options).await.unwrap()).unwrap()
 }
 
 #[tokio::test]
@@ -76,10 +70,7 @@ async fn the_binary_serves_real_http_and_stops_cleanly() {
         ],
         &[],
     );
-    run(
-        &["etl", "--database-url", &source.url, "--data", data_s],
-        &[],
-    );
+    run(&["etl", "--database-url", &source.url, "--data", data_s], &[]);
     let snapshot = Engine::new(DataDir::new(&data), CacheConfig::default())
         .snapshot()
         .unwrap();
@@ -101,22 +92,13 @@ async fn the_binary_serves_real_http_and_stops_cleanly() {
     );
     let key = key.trim().to_string();
     assert!(key.starts_with("ocsd_") && key.len() == 69, "{key}");
-    let listed: Value = serde_json::from_str(&run(
-        &["keys", "list", "--json", "--data", data_s],
-        &meta_env,
-    ))
-    .unwrap();
+    let listed: Value = serde_json::from_str(&run(&["keys", "list", "--json", "--data", data_s], &meta_env)).unwrap();
     assert_eq!(listed[0]["team_slug"], team_a.slug.as_str());
     assert_eq!(listed[0]["user"], "e2e");
-    assert!(
-        !listed.to_string().contains(&key[5..]),
-        "keys list never shows a key"
-    );
+    assert!(!listed.to_string().contains(&key[5..]), "keys list never shows a key");
     // An unknown team is refused with the known ones named.
     let out = Command::new(BIN)
-        .args([
-            "keys", "create", "--team", "nope", "--user", "x", "--data", data_s,
-        ])
+        .args(["keys", "create", "--team", "nope", "--user", "x", "--data", data_s])
         .envs(meta_env)
         .output()
         .unwrap();
@@ -156,10 +138,7 @@ async fn the_binary_serves_real_http_and_stops_cleanly() {
             assert_eq!(health["snapshot"], snapshot.version.as_str());
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "server did not come up"
-        );
+        assert!(started.elapsed() < Duration::from_secs(60), "server did not come up");
         assert!(
             server.try_wait().unwrap().is_none(),
             "server exited: {}",
@@ -188,10 +167,7 @@ async fn the_binary_serves_real_http_and_stops_cleanly() {
             Chart::BotPerformance,
             format!("{window}&order_by=sessions&order_dir=asc&page_size=3"),
         ),
-        (
-            Chart::ChannelBreakdown,
-            format!("{window}&channels=web,whatsapp"),
-        ),
+        (Chart::ChannelBreakdown, format!("{window}&channels=web,whatsapp")),
     ] {
         let r = get(format!("api/{chart}/?{query}")).await.unwrap();
         assert_eq!(r.status(), 200, "{chart}");
@@ -208,10 +184,7 @@ async fn the_binary_serves_real_http_and_stops_cleanly() {
         .json()
         .await
         .unwrap();
-    assert!(
-        overview["data"]["total_messages"].as_i64().unwrap() > 0,
-        "{overview}"
-    );
+    assert!(overview["data"]["total_messages"].as_i64().unwrap() > 0, "{overview}");
 
     // Errors over the wire.
     let r = http
@@ -227,24 +200,16 @@ async fn the_binary_serves_real_http_and_stops_cleanly() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    let r = get("api/overview/?timezone=Nowhere/City".into())
-        .await
-        .unwrap();
+    let r = get("api/overview/?timezone=Nowhere/City".into()).await.unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error"]["parameter"],
-        "timezone"
-    );
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["parameter"], "timezone");
 
     // An export and a preset, written to the Postgres metadata store.
     let r = http
         .post(format!("{base}/a/{}/dashboard/export/", team_a.slug))
         .bearer_auth(&key)
         .header("content-type", "application/json")
-        .body(
-            json!({"chart": "user-engagement", "format": "csv", "filters": {"date_range": "30"}})
-                .to_string(),
-        )
+        .body(json!({"chart": "user-engagement", "format": "csv", "filters": {"date_range": "30"}}).to_string())
         .send()
         .await
         .unwrap();
@@ -261,9 +226,7 @@ async fn the_binary_serves_real_http_and_stops_cleanly() {
         .post(format!("{base}/a/{}/dashboard/filters/save/", team_a.slug))
         .bearer_auth(&key)
         .header("content-type", "application/json")
-        .body(
-            json!({"name": "e2e", "filters": {"date_range": "7"}, "is_default": true}).to_string(),
-        )
+        .body(json!({"name": "e2e", "filters": {"date_range": "7"}, "is_default": true}).to_string())
         .send()
         .await
         .unwrap();
@@ -276,10 +239,7 @@ async fn the_binary_serves_real_http_and_stops_cleanly() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains(&format!(
-        "ocs_dash_snapshot_info{{version=\"{}\"}} 1",
-        snapshot.version
-    )));
+    assert!(metrics.contains(&format!("ocs_dash_snapshot_info{{version=\"{}\"}} 1", snapshot.version)));
     assert!(metrics.contains("ocs_dash_cache_misses_total"));
 
     // SIGTERM with a request in flight: it is answered, then the process exits 0.
@@ -306,22 +266,13 @@ async fn the_binary_serves_real_http_and_stops_cleanly() {
         if let Some(status) = server.try_wait().unwrap() {
             break status;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "server did not stop"
-        );
+        assert!(started.elapsed() < Duration::from_secs(30), "server did not stop");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(status.success(), "exit {status:?}\n{log}");
-    assert!(
-        log.contains("shutting down") && log.contains("\"stopped\""),
-        "{log}"
-    );
-    assert!(
-        log.contains("\"route\":\"/a/{team}/dashboard/api/{chart}\""),
-        "{log}"
-    );
+    assert!(log.contains("shutting down") && log.contains("\"stopped\""), "{log}");
+    assert!(log.contains("\"route\":\"/a/{team}/dashboard/api/{chart}\""), "{log}");
     assert!(!log.contains(&key[5..]), "the log never holds a key");
 
     // What the server wrote to the metadata store: the audit log and the preset.
@@ -342,11 +293,7 @@ async fn the_binary_serves_real_http_and_stops_cleanly() {
     // Revoking through the CLI.
     let id = listed[0]["id"].as_i64().unwrap().to_string();
     run(&["keys", "revoke", &id, "--data", data_s], &meta_env);
-    let listed: Value = serde_json::from_str(&run(
-        &["keys", "list", "--json", "--data", data_s],
-        &meta_env,
-    ))
-    .unwrap();
+    let listed: Value = serde_json::from_str(&run(&["keys", "list", "--json", "--data", data_s], &meta_env)).unwrap();
     assert!(listed[0]["revoked_at"].is_string());
 
     source.drop_db().await;
@@ -362,10 +309,7 @@ async fn demo_generates_creates_a_key_serves_and_prints_a_sign_in_link() {
     let data_s = data.to_str().unwrap();
 
     // --no-serve only generates.
-    let out = run(
-        &["demo", "--no-serve", "--scale", "tiny", "--data", data_s],
-        &[],
-    );
+    let out = run(&["demo", "--no-serve", "--scale", "tiny", "--data", data_s], &[]);
     assert!(out.contains("generated snapshot"), "{out}");
     assert!(DataDir::new(&data).current().unwrap().is_some());
     assert!(!data.join("meta.sqlite").exists(), "no key, no store");
@@ -385,10 +329,7 @@ async fn demo_generates_creates_a_key_serves_and_prints_a_sign_in_link() {
         .unwrap();
     let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
     let link = loop {
-        let line = lines
-            .next()
-            .expect("demo printed its sign-in link")
-            .unwrap();
+        let line = lines.next().expect("demo printed its sign-in link").unwrap();
         if let Some(link) = line.strip_prefix("sign in with: ") {
             break link.trim().to_string();
         }
@@ -431,10 +372,7 @@ async fn demo_generates_creates_a_key_serves_and_prints_a_sign_in_link() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        js.headers()["content-type"],
-        "text/javascript; charset=utf-8"
-    );
+    assert_eq!(js.headers()["content-type"], "text/javascript; charset=utf-8");
 
     Command::new("kill")
         .args(["-TERM", &demo.id().to_string()])
@@ -445,10 +383,7 @@ async fn demo_generates_creates_a_key_serves_and_prints_a_sign_in_link() {
         if let Some(status) = demo.try_wait().unwrap() {
             break status;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "demo did not stop"
-        );
+        assert!(started.elapsed() < Duration::from_secs(30), "demo did not stop");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "{status:?}");

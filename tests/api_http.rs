@@ -36,13 +36,7 @@ async fn engine_answer(team: i64, chart: Chart, query: &str) -> Value {
     );
     let snapshot = engine.snapshot().unwrap();
     let (filters, options) = Filters::parse(&pairs(query), Utc::now()).unwrap();
-    serde_json::to_value(
-        engine
-            .chart(&snapshot, team, chart, &filters, &options)
-            .await
-            .unwrap(),
-    )
-    .unwrap()
+    serde_json::to_value(engine.chart(&snapshot, team, chart, &filters, &options).await.unwrap()).unwrap()
 }
 
 #[tokio::test]
@@ -65,8 +59,12 @@ async fn every_chart_answers_as_the_engine_does() {
     let queries = [
         WINDOW.to_string(),
         format!("{WINDOW}&timezone=Asia/Kolkata&granularity=weekly"),
-        format!("{WINDOW}&experiments={},{}&channels=web&channels=whatsapp", ids[1], ids[0]),
-        "date_range=custom&start_date=2026-02-20&end_date=2026-02-21&granularity=hourly&timezone=Europe%2FBerlin".to_string(),
+        format!(
+            "{WINDOW}&experiments={},{}&channels=web&channels=whatsapp",
+            ids[1], ids[0]
+        ),
+        "date_range=custom&start_date=2026-02-20&end_date=2026-02-21&granularity=hourly&timezone=Europe%2FBerlin"
+            .to_string(),
         format!("{WINDOW}&granularity=monthly&experiments=999999"),
     ];
     for chart in Chart::ALL {
@@ -78,8 +76,7 @@ async fn every_chart_answers_as_the_engine_does() {
             let body = r.json();
             assert_close(&body, &engine_answer(f.team_a.id, chart, q).await, &uri);
             // The OpenAPI wire types describe the body exactly (unknown fields are refused).
-            let typed: ChartEnvelope =
-                serde_json::from_value(body.clone()).unwrap_or_else(|e| panic!("{uri}: {e}"));
+            let typed: ChartEnvelope = serde_json::from_value(body.clone()).unwrap_or_else(|e| panic!("{uri}: {e}"));
             assert_eq!(serde_json::to_value(&typed).unwrap(), body, "{uri}");
         }
     }
@@ -87,9 +84,7 @@ async fn every_chart_answers_as_the_engine_does() {
     let r = f
         .get(
             &f.alice,
-            &f.url(&format!(
-                "api/overview?{WINDOW}&experiments=5,3,5&channels=web,api"
-            )),
+            &f.url(&format!("api/overview?{WINDOW}&experiments=5,3,5&channels=web,api")),
         )
         .await;
     assert_eq!(
@@ -98,10 +93,7 @@ async fn every_chart_answers_as_the_engine_does() {
                "experiments": [3, 5], "channels": ["api", "web"]})
     );
     // The window has activity, and the other team's numbers differ.
-    let a = f
-        .get(&f.alice, &f.url(&format!("api/overview/?{WINDOW}")))
-        .await
-        .json();
+    let a = f.get(&f.alice, &f.url(&format!("api/overview/?{WINDOW}"))).await.json();
     assert!(a["data"]["total_messages"].as_i64().unwrap() > 0);
     let b = f
         .get(
@@ -110,11 +102,7 @@ async fn every_chart_answers_as_the_engine_does() {
         )
         .await
         .json();
-    assert_close(
-        &b,
-        &engine_answer(f.team_b.id, Chart::Overview, WINDOW).await,
-        "team B",
-    );
+    assert_close(&b, &engine_answer(f.team_b.id, Chart::Overview, WINDOW).await, "team B");
     assert_ne!(a["data"], b["data"]);
     // Bot performance options and user-engagement's limit reach the engine.
     let q = format!("{WINDOW}&order_by=chatbot_name&order_dir=asc&page=2&page_size=2");
@@ -122,11 +110,7 @@ async fn every_chart_answers_as_the_engine_does() {
         .get(&f.alice, &f.url(&format!("api/bot-performance?{q}")))
         .await
         .json();
-    assert_close(
-        &r,
-        &engine_answer(f.team_a.id, Chart::BotPerformance, &q).await,
-        &q,
-    );
+    assert_close(&r, &engine_answer(f.team_a.id, Chart::BotPerformance, &q).await, &q);
     assert_eq!(
         (r["data"]["page"].as_i64(), r["data"]["page_size"].as_i64()),
         (Some(2), Some(2))
@@ -136,11 +120,7 @@ async fn every_chart_answers_as_the_engine_does() {
         .get(&f.alice, &f.url(&format!("api/user-engagement/?{q}")))
         .await
         .json();
-    assert_close(
-        &r,
-        &engine_answer(f.team_a.id, Chart::UserEngagement, &q).await,
-        &q,
-    );
+    assert_close(&r, &engine_answer(f.team_a.id, Chart::UserEngagement, &q).await, &q);
     assert!(r["data"]["most_active"].as_array().unwrap().len() <= 3);
     // Default window: the last 30 days (the generated data ends earlier, so zeros).
     let r = f.get(&f.alice, &f.url("api/message-volume")).await.json();
@@ -154,16 +134,8 @@ async fn every_bad_parameter_is_a_400_naming_it() {
     let cases = [
         ("message-volume", "granularity=yearly", "granularity"),
         ("message-volume", "date_range=14", "date_range"),
-        (
-            "message-volume",
-            "date_range=custom&end_date=2026-02-01",
-            "start_date",
-        ),
-        (
-            "message-volume",
-            "date_range=custom&start_date=2026-02-01",
-            "end_date",
-        ),
+        ("message-volume", "date_range=custom&end_date=2026-02-01", "start_date"),
+        ("message-volume", "date_range=custom&start_date=2026-02-01", "end_date"),
         (
             "message-volume",
             "date_range=custom&start_date=2026-02-30&end_date=2026-03-01",
@@ -204,9 +176,7 @@ async fn every_bad_parameter_is_a_400_naming_it() {
         ),
     ];
     for (chart, query, parameter) in cases {
-        let r = f
-            .get(&f.alice, &f.url(&format!("api/{chart}/?{query}")))
-            .await;
+        let r = f.get(&f.alice, &f.url(&format!("api/{chart}/?{query}"))).await;
         let e = r.error(400, "invalid_parameter");
         assert_eq!(e["parameter"], parameter, "{chart}?{query}: {e}");
     }
@@ -220,13 +190,9 @@ async fn every_bad_parameter_is_a_400_naming_it() {
     );
 
     // Unknown chart and route: 404; a wrong method: 405; all with the envelope.
-    f.get(&f.alice, &f.url("api/pie-chart/"))
-        .await
-        .error(404, "not_found");
+    f.get(&f.alice, &f.url("api/pie-chart/")).await.error(404, "not_found");
     f.get(&f.alice, "/a/x/y/z").await.error(404, "not_found");
-    f.get(&f.alice, "/nothing-here")
-        .await
-        .error(404, "not_found");
+    f.get(&f.alice, "/nothing-here").await.error(404, "not_found");
     let r = f
         .send(
             Request::put(f.url("api/overview/"))
@@ -251,8 +217,7 @@ async fn every_bad_parameter_is_a_400_naming_it() {
     f.send(post_raw(f.url("export/"), b"\xff\xfe".to_vec()))
         .await
         .error(400, "bad_request");
-    let big =
-        json!({"chart": "overview", "filters": {"channels": vec!["web"; 20_000]}}).to_string();
+    let big = json!({"chart": "overview", "filters": {"channels": vec!["web"; 20_000]}}).to_string();
     f.send(post_raw(f.url("export/"), big.clone().into_bytes()))
         .await
         .error(413, "payload_too_large");
@@ -267,9 +232,7 @@ async fn credentials_are_checked_and_teams_isolated() {
     let f = Fixture::new(Backend::Sqlite, "isolation").await;
     let uri = f.url(&format!("api/overview/?{WINDOW}"));
     // None, unknown, malformed: 401 with a Bearer challenge.
-    let r = f
-        .send(Request::get(&uri).body(Body::empty()).unwrap())
-        .await;
+    let r = f.send(Request::get(&uri).body(Body::empty()).unwrap()).await;
     r.error(401, "unauthorized");
     assert_eq!(r.header("www-authenticate"), "Bearer");
     for auth in [
@@ -315,10 +278,7 @@ async fn credentials_are_checked_and_teams_isolated() {
         )
         .await;
     let unknown = f
-        .get(
-            &f.alice,
-            &format!("/a/no-such-team/dashboard/api/overview/?{WINDOW}"),
-        )
+        .get(&f.alice, &format!("/a/no-such-team/dashboard/api/overview/?{WINDOW}"))
         .await;
     other.error(404, "not_found");
     assert_eq!(other.json(), unknown.json());
@@ -342,15 +302,12 @@ async fn credentials_are_checked_and_teams_isolated() {
     let page = f.get(&f.alice, &f.url("")).await;
     assert_eq!(page.status, 200);
     assert!(
-        page.text()
-            .contains(r#"<meta name="csrf-token" content="">"#),
+        page.text().contains(r#"<meta name="csrf-token" content="">"#),
         "bearer callers need no CSRF token"
     );
 
     // A revoked key stops working at once.
-    let carol = auth::create_key(&f.store.store, &f.team_a, "carol")
-        .await
-        .unwrap();
+    let carol = auth::create_key(&f.store.store, &f.team_a, "carol").await.unwrap();
     assert_eq!(f.get(&carol.secret, &uri).await.status, 200);
     f.store.store.revoke_key(carol.key.id).await.unwrap();
     f.get(&carol.secret, &uri).await.error(401, "unauthorized");
@@ -379,12 +336,7 @@ fn parse_csv(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let mut reader = csv::ReaderBuilder::new()
         .comment(Some(b'#'))
         .from_reader(text.as_bytes());
-    let header = reader
-        .headers()
-        .unwrap()
-        .iter()
-        .map(str::to_string)
-        .collect();
+    let header = reader.headers().unwrap().iter().map(str::to_string).collect();
     let rows = reader
         .records()
         .map(|r| r.unwrap().iter().map(str::to_string).collect())
@@ -419,18 +371,10 @@ async fn exports_flatten_every_chart_without_participant_identities() {
                 "avg_sessions_per_participant",
             ],
         ),
-        (
-            Chart::ActiveParticipants,
-            &["bucket", "active_participants"],
-        ),
+        (Chart::ActiveParticipants, &["bucket", "active_participants"]),
         (
             Chart::SessionAnalytics,
-            &[
-                "bucket",
-                "active_sessions",
-                "sessions_started",
-                "active_participants",
-            ],
+            &["bucket", "active_sessions", "sessions_started", "active_participants"],
         ),
         (
             Chart::MessageVolume,
@@ -481,14 +425,7 @@ async fn exports_flatten_every_chart_without_participant_identities() {
         ),
         (
             Chart::TagAnalytics,
-            &[
-                "scope",
-                "category",
-                "category_label",
-                "tag_id",
-                "tag_name",
-                "count",
-            ],
+            &["scope", "category", "category_label", "tag_id", "tag_name", "count"],
         ),
     ];
     let secrets: Vec<String> = f
@@ -499,11 +436,7 @@ async fn exports_flatten_every_chart_without_participant_identities() {
         .collect();
     assert!(secrets.len() > 5);
     for (chart, expected) in columns {
-        let csv = export(
-            &f,
-            json!({"chart": chart, "format": "csv", "filters": filters}),
-        )
-        .await;
+        let csv = export(&f, json!({"chart": chart, "format": "csv", "filters": filters})).await;
         assert_eq!(csv.status, 200, "{chart}: {}", csv.text());
         assert_eq!(csv.header("content-type"), "text/csv; charset=utf-8");
         assert_eq!(
@@ -519,10 +452,7 @@ async fn exports_flatten_every_chart_without_participant_identities() {
         assert!(rows.iter().all(|r| r.len() == expected.len()));
         // A chart read is audited with as many rows as its export has.
         let r = f
-            .get(
-                &f.alice,
-                &f.url(&format!("api/{chart}/?{WINDOW}&page_size=100")),
-            )
+            .get(&f.alice, &f.url(&format!("api/{chart}/?{WINDOW}&page_size=100")))
             .await;
         assert_eq!(r.status, 200);
         let audited = f.store.store.audit_log(1).await.unwrap().remove(0);
@@ -531,11 +461,7 @@ async fn exports_flatten_every_chart_without_participant_identities() {
             ("chart", rows.len() as i64),
             "{chart}"
         );
-        let json = export(
-            &f,
-            json!({"chart": chart, "format": "json", "filters": filters}),
-        )
-        .await;
+        let json = export(&f, json!({"chart": chart, "format": "json", "filters": filters})).await;
         assert_eq!(json.status, 200);
         assert_eq!(json.header("content-type"), "application/json");
         assert!(json.header("content-disposition").ends_with(".json\""));
@@ -562,10 +488,7 @@ async fn exports_flatten_every_chart_without_participant_identities() {
         }
         for body in [csv.text(), json.text()] {
             for s in &secrets {
-                assert!(
-                    !body.contains(s.as_str()),
-                    "{chart} export holds participant {s:?}"
-                );
+                assert!(!body.contains(s.as_str()), "{chart} export holds participant {s:?}");
             }
             assert!(
                 !body.contains("participant_id") && !body.contains("participant_name"),
@@ -598,20 +521,14 @@ async fn exports_flatten_every_chart_without_participant_identities() {
         })
         .collect();
     assert_eq!(rows, expect);
-    let overview = f
-        .get(&f.alice, &f.url(&format!("api/overview/?{WINDOW}")))
-        .await
-        .json();
+    let overview = f.get(&f.alice, &f.url(&format!("api/overview/?{WINDOW}"))).await.json();
     let (_, rows) = parse_csv(
         &export(&f, json!({"chart": "overview", "filters": filters}))
             .await
             .text(),
     );
     assert_eq!(rows[0][0], overview["data"]["total_chatbots"].to_string());
-    assert!(same_cell(
-        &rows[0][7],
-        &overview["data"]["completion_rate"].to_string()
-    ));
+    assert!(same_cell(&rows[0][7], &overview["data"]["completion_rate"].to_string()));
 
     // Participants appear as the keyed pseudonym, in the API's order, the same in every export.
     let q = format!("{WINDOW}&limit=5");
@@ -633,12 +550,9 @@ async fn exports_flatten_every_chart_without_participant_identities() {
     let mut seen = Vec::new();
     for _ in 0..2 {
         let (_, rows) = parse_csv(
-            &export(
-                &f,
-                json!({"chart": "user-engagement", "filters": filter_object(&q)}),
-            )
-            .await
-            .text(),
+            &export(&f, json!({"chart": "user-engagement", "filters": filter_object(&q)}))
+                .await
+                .text(),
         );
         let got: Vec<(String, String, String)> = rows
             .iter()
@@ -663,10 +577,7 @@ async fn exports_flatten_every_chart_without_participant_identities() {
         Pseudonyms::load_or_create(api_support::snapshot_dir()).unwrap(),
         Settings::default(),
     );
-    let restarted = Fixture {
-        app: app(state),
-        ..f
-    };
+    let restarted = Fixture { app: app(state), ..f };
     let doc = export(
         &restarted,
         json!({"chart": "user-engagement", "format": "json", "filters": filter_object(&q)}),
@@ -702,21 +613,19 @@ async fn exports_flatten_every_chart_without_participant_identities() {
     }
     assert!(api_rows.len() > 2);
     let (_, rows) = parse_csv(
-        &export(
-            &f,
-            json!({"chart": "bot-performance", "filters": filter_object(&q)}),
-        )
-        .await
-        .text(),
+        &export(&f, json!({"chart": "bot-performance", "filters": filter_object(&q)}))
+            .await
+            .text(),
     );
-    assert_eq!(
-        rows.iter().map(|r| r[0].clone()).collect::<Vec<_>>(),
-        api_rows
-    );
+    assert_eq!(rows.iter().map(|r| r[0].clone()).collect::<Vec<_>>(), api_rows);
 
     // include_filters: `# key: value` lines (CSV) or a `filters` key (JSON).
     let q = format!("{WINDOW}&timezone=Europe/Berlin&channels=web,whatsapp&experiments=9,3");
-    let r = export(&f, json!({"chart": "channel-breakdown", "include_filters": true, "filters": filter_object(&q)})).await;
+    let r = export(
+        &f,
+        json!({"chart": "channel-breakdown", "include_filters": true, "filters": filter_object(&q)}),
+    )
+    .await;
     let text = r.text();
     assert!(
         text.starts_with(
@@ -729,9 +638,12 @@ async fn exports_flatten_every_chart_without_participant_identities() {
         .get(&f.alice, &f.url(&format!("api/channel-breakdown/?{q}")))
         .await
         .json();
-    let doc = export(&f, json!({"chart": "channel-breakdown", "format": "json", "include_filters": true, "filters": filter_object(&q)}))
-        .await
-        .json();
+    let doc = export(
+        &f,
+        json!({"chart": "channel-breakdown", "format": "json", "include_filters": true, "filters": filter_object(&q)}),
+    )
+    .await
+    .json();
     assert_eq!(doc["filters"], api["filters"]);
     assert_eq!(doc["snapshot"], api["snapshot"]);
     // Lists as JSON arrays of numbers work too.
@@ -741,30 +653,20 @@ async fn exports_flatten_every_chart_without_participant_identities() {
     assert_eq!(r.status, 200, "{}", r.text());
 
     // Bad requests.
-    export(&f, json!({"chart": "pie"}))
-        .await
-        .error(404, "not_found");
+    export(&f, json!({"chart": "pie"})).await.error(404, "not_found");
     let e = export(&f, json!({"chart": "overview", "format": "xlsx"}))
         .await
         .error(400, "invalid_parameter");
     assert_eq!(e["parameter"], "format");
-    let e = export(
-        &f,
-        json!({"chart": "overview", "filters": {"granularity": "yearly"}}),
-    )
-    .await
-    .error(400, "invalid_parameter");
-    assert_eq!(e["parameter"], "granularity");
-    let e = export(
-        &f,
-        json!({"chart": "overview", "filters": {"page": {"n": 1}}}),
-    )
-    .await
-    .error(400, "invalid_parameter");
-    assert_eq!(e["parameter"], "page");
-    export(&f, json!({"format": "csv"}))
+    let e = export(&f, json!({"chart": "overview", "filters": {"granularity": "yearly"}}))
         .await
-        .error(400, "bad_request");
+        .error(400, "invalid_parameter");
+    assert_eq!(e["parameter"], "granularity");
+    let e = export(&f, json!({"chart": "overview", "filters": {"page": {"n": 1}}}))
+        .await
+        .error(400, "invalid_parameter");
+    assert_eq!(e["parameter"], "page");
+    export(&f, json!({"format": "csv"})).await.error(400, "bad_request");
     export(&f, json!({"chart": "overview", "include_filters": "yes"}))
         .await
         .error(400, "bad_request");
@@ -799,12 +701,7 @@ async fn chart_reads_are_audited() {
     assert_eq!(log.len(), 1);
     let e = &log[0];
     assert_eq!(
-        (
-            e.user.as_str(),
-            e.team_id,
-            e.action.as_str(),
-            e.target.as_str()
-        ),
+        (e.user.as_str(), e.team_id, e.action.as_str(), e.target.as_str()),
         ("bob", f.team_a.id, "chart", "session-analytics")
     );
     assert_eq!(e.filters, r["filters"]);
@@ -824,12 +721,9 @@ async fn chart_reads_are_audited() {
     f.get(&f.bob, &f.url("api/overview/?granularity=x"))
         .await
         .error(400, "invalid_parameter");
-    f.get(
-        &f.bob,
-        &format!("/a/{}/dashboard/api/overview/", f.team_b.slug),
-    )
-    .await
-    .error(404, "not_found");
+    f.get(&f.bob, &format!("/a/{}/dashboard/api/overview/", f.team_b.slug))
+        .await
+        .error(404, "not_found");
     assert_eq!(f.store.store.audit_log(10).await.unwrap().len(), 1);
     f.store.finish().await;
 }
@@ -838,21 +732,12 @@ async fn chart_reads_are_audited() {
 async fn openapi_documents_every_route() {
     let f = Fixture::new(Backend::Sqlite, "openapi").await;
     let r = f
-        .send(
-            Request::get("/api/openapi.json")
-                .body(Body::empty())
-                .unwrap(),
-        )
+        .send(Request::get("/api/openapi.json").body(Body::empty()).unwrap())
         .await;
     assert_eq!(r.status, 200);
     let doc = r.json();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    let paths: BTreeSet<&str> = doc["paths"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let paths: BTreeSet<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
     let expected: BTreeSet<&str> = [
         "/",
         "/login",
@@ -871,9 +756,7 @@ async fn openapi_documents_every_route() {
     ]
     .into();
     assert_eq!(paths, expected);
-    assert!(
-        doc["paths"]["/login"]["post"].is_object() && doc["paths"]["/login"]["get"].is_object()
-    );
+    assert!(doc["paths"]["/login"]["post"].is_object() && doc["paths"]["/login"]["get"].is_object());
     assert!(doc["paths"]["/a/{team_slug}/dashboard/filters/{id}/"]["delete"].is_object());
     let schemas = doc["components"]["schemas"].as_object().unwrap();
     for s in [
@@ -890,13 +773,12 @@ async fn openapi_documents_every_route() {
     ] {
         assert!(schemas.contains_key(s), "schema {s}");
     }
-    let params: Vec<&str> =
-        doc["paths"]["/a/{team_slug}/dashboard/api/{chart}/"]["get"]["parameters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["name"].as_str().unwrap())
-            .collect();
+    let params: Vec<&str> = doc["paths"]["/a/{team_slug}/dashboard/api/{chart}/"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     for p in [
         "team_slug",
         "chart",
@@ -924,9 +806,7 @@ async fn openapi_documents_every_route() {
 async fn health_metrics_gzip_and_static_files() {
     let f = Fixture::new(Backend::Sqlite, "ops").await;
     let version = f.engine.snapshot().unwrap().version.clone();
-    let r = f
-        .send(Request::get("/healthz").body(Body::empty()).unwrap())
-        .await;
+    let r = f.send(Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"], "ok");
     assert_eq!(r.json()["snapshot"], version.as_str());
@@ -935,9 +815,7 @@ async fn health_metrics_gzip_and_static_files() {
     for _ in 0..3 {
         assert_eq!(f.get(&f.alice, &uri).await.status, 200);
     }
-    let r = f
-        .send(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await;
+    let r = f.send(Request::get("/metrics").body(Body::empty()).unwrap()).await;
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").starts_with("text/plain"));
     let text = r.text();
@@ -954,15 +832,11 @@ async fn health_metrics_gzip_and_static_files() {
     assert!(value("ocs_dash_snapshot_age_seconds") > 0.0);
     assert!(value(&format!("ocs_dash_snapshot_info{{version=\"{version}\"}}")) == 1.0);
     assert_eq!(
-        value(
-            "ocs_dash_http_requests_total{method=\"GET\",route=\"/a/{team}/dashboard/api/{chart}\",status=\"200\"}"
-        ),
+        value("ocs_dash_http_requests_total{method=\"GET\",route=\"/a/{team}/dashboard/api/{chart}\",status=\"200\"}"),
         3.0
     );
     assert_eq!(
-        value(
-            "ocs_dash_http_request_duration_seconds_count{route=\"/a/{team}/dashboard/api/{chart}\"}"
-        ),
+        value("ocs_dash_http_request_duration_seconds_count{route=\"/a/{team}/dashboard/api/{chart}\"}"),
         3.0
     );
     assert!(!text.contains(&f.team_a.slug), "no slugs or ids as labels");
@@ -984,28 +858,16 @@ async fn health_metrics_gzip_and_static_files() {
     for (path, kind) in [
         ("/static/dashboard.js", "text/javascript; charset=utf-8"),
         ("/static/dashboard.css", "text/css; charset=utf-8"),
-        (
-            "/static/vendor/chart.umd.min.js",
-            "text/javascript; charset=utf-8",
-        ),
+        ("/static/vendor/chart.umd.min.js", "text/javascript; charset=utf-8"),
         ("/static/favicon.svg", "image/svg+xml"),
     ] {
-        let r = f
-            .send(Request::get(path).body(Body::empty()).unwrap())
-            .await;
+        let r = f.send(Request::get(path).body(Body::empty()).unwrap()).await;
         assert_eq!((r.status, r.header("content-type")), (200, kind), "{path}");
-        let file =
-            std::fs::read(format!("{}/api/assets{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let file = std::fs::read(format!("{}/api/assets{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
         assert_eq!(r.body, file, "{path}");
     }
-    for path in [
-        "/static/nope.js",
-        "/static/../Cargo.toml",
-        "/static/%2e%2e/Cargo.toml",
-    ] {
-        let r = f
-            .send(Request::get(path).body(Body::empty()).unwrap())
-            .await;
+    for path in ["/static/nope.js", "/static/../Cargo.toml", "/static/%2e%2e/Cargo.toml"] {
+        let r = f.send(Request::get(path).body(Body::empty()).unwrap()).await;
         assert_eq!(r.status, 404, "{path}");
     }
     f.store.finish().await;
@@ -1014,10 +876,7 @@ async fn health_metrics_gzip_and_static_files() {
 #[tokio::test]
 async fn without_a_snapshot_the_api_says_so_with_503() {
     let data = tempfile::tempdir().unwrap();
-    let engine = Arc::new(Engine::new(
-        DataDir::new(data.path()),
-        CacheConfig::default(),
-    ));
+    let engine = Arc::new(Engine::new(DataDir::new(data.path()), CacheConfig::default()));
     let store = Store::open_for(data.path(), None).await.unwrap();
     let team = Team {
         id: 1,
@@ -1044,10 +903,7 @@ async fn without_a_snapshot_the_api_says_so_with_503() {
     )
     .await;
     let e = r.error(503, "unavailable");
-    assert!(
-        e["message"].as_str().unwrap().contains("ocs-dash etl"),
-        "{e}"
-    );
+    assert!(e["message"].as_str().unwrap().contains("ocs-dash etl"), "{e}");
     let r = Reply::from(
         app(state)
             .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
@@ -1074,13 +930,7 @@ async fn with_the_cache_off_every_answer_is_computed() {
         .send(Request::get("/metrics").body(Body::empty()).unwrap())
         .await
         .text();
-    assert!(
-        metrics.contains("ocs_dash_cache_hits_total 0\n"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("ocs_dash_cache_misses_total 2\n"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("ocs_dash_cache_hits_total 0\n"), "{metrics}");
+    assert!(metrics.contains("ocs_dash_cache_misses_total 2\n"), "{metrics}");
     f.store.finish().await;
 }

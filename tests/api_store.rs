@@ -25,18 +25,9 @@ async fn store_keys_sessions_and_audit(backend: Backend, tag: &str) {
         .unwrap();
     assert_ne!(k1.id, k2.id);
 
-    let cred = s
-        .key_by_hash(&hash_secret("secret-1"))
-        .await
-        .unwrap()
-        .unwrap();
+    let cred = s.key_by_hash(&hash_secret("secret-1")).await.unwrap().unwrap();
     assert_eq!(
-        (
-            cred.key_id,
-            cred.team_id,
-            cred.team_slug.as_str(),
-            cred.user.as_str()
-        ),
+        (cred.key_id, cred.team_id, cred.team_slug.as_str(), cred.user.as_str()),
         (k1.id, 11, "alpha", "ann")
     );
     assert_eq!(cred.csrf, None);
@@ -50,28 +41,14 @@ async fn store_keys_sessions_and_audit(backend: Backend, tag: &str) {
     s.insert_session(&hash_secret("token-1"), k1.id, "csrf-1")
         .await
         .unwrap();
-    let session = s
-        .session_by_hash(&hash_secret("token-1"))
-        .await
-        .unwrap()
-        .unwrap();
+    let session = s.session_by_hash(&hash_secret("token-1")).await.unwrap().unwrap();
     assert_eq!(
-        (
-            session.team_id,
-            session.user.as_str(),
-            session.csrf.as_deref()
-        ),
+        (session.team_id, session.user.as_str(), session.csrf.as_deref()),
         (11, "ann", Some("csrf-1"))
     );
-    assert_eq!(
-        s.session_by_hash(&hash_secret("token-2")).await.unwrap(),
-        None
-    );
+    assert_eq!(s.session_by_hash(&hash_secret("token-2")).await.unwrap(), None);
     s.delete_session(&hash_secret("token-1")).await.unwrap();
-    assert_eq!(
-        s.session_by_hash(&hash_secret("token-1")).await.unwrap(),
-        None
-    );
+    assert_eq!(s.session_by_hash(&hash_secret("token-1")).await.unwrap(), None);
 
     // Revoking ends the key and its sessions; a second revoke finds nothing.
     s.insert_session(&hash_secret("token-3"), k2.id, "csrf-3")
@@ -80,10 +57,7 @@ async fn store_keys_sessions_and_audit(backend: Backend, tag: &str) {
     assert!(s.revoke_key(k2.id).await.unwrap());
     assert!(!s.revoke_key(k2.id).await.unwrap());
     assert_eq!(s.key_by_hash(&hash_secret("secret-2")).await.unwrap(), None);
-    assert_eq!(
-        s.session_by_hash(&hash_secret("token-3")).await.unwrap(),
-        None
-    );
+    assert_eq!(s.session_by_hash(&hash_secret("token-3")).await.unwrap(), None);
     assert!(s.list_keys().await.unwrap()[1].revoked_at.is_some());
 
     for (i, action) in ["chart", "export"].into_iter().enumerate() {
@@ -102,11 +76,7 @@ async fn store_keys_sessions_and_audit(backend: Backend, tag: &str) {
     }
     let log = s.audit_log(10).await.unwrap();
     assert_eq!(log.len(), 2);
-    assert_eq!(
-        (log[0].action.as_str(), log[0].rows),
-        ("export", 6),
-        "newest first"
-    );
+    assert_eq!((log[0].action.as_str(), log[0].rows), ("export", 6), "newest first");
     assert_eq!(
         log[1].filters,
         json!({"start_date": "2026-01-01", "experiments": [1, 2]})
@@ -141,17 +111,12 @@ async fn store_presets(backend: Backend, tag: &str) {
     // Same name: replaced in place (same id), new filters.
     let a2 = s.save_preset(1, "ann", "A", &f2, true).await.unwrap();
     assert_eq!(a.id, a2.id);
-    assert_eq!(
-        s.get_preset(1, "ann", a.id).await.unwrap().unwrap().filters,
-        f2
-    );
+    assert_eq!(s.get_preset(1, "ann", a.id).await.unwrap().unwrap().filters, f2);
     // A new default unsets the old one.
     let b = s.save_preset(1, "ann", "B", &f1, true).await.unwrap();
     let list = s.list_presets(1, "ann").await.unwrap();
     assert_eq!(
-        list.iter()
-            .map(|p| (p.name.as_str(), p.is_default))
-            .collect::<Vec<_>>(),
+        list.iter().map(|p| (p.name.as_str(), p.is_default)).collect::<Vec<_>>(),
         [("A", false), ("B", true)]
     );
     // Other users and other teams see nothing and can delete nothing.
@@ -183,33 +148,24 @@ async fn store_presets_postgres() {
 async fn presets_http(backend: Backend, tag: &str) {
     let f = Fixture::new(backend, tag).await;
     let save = f.url("filters/save/");
-    let body = json!({"name": "Last quarter", "filters": {"date_range": "90", "channels": ["web"]}, "is_default": true});
+    let body =
+        json!({"name": "Last quarter", "filters": {"date_range": "90", "channels": ["web"]}, "is_default": true});
     let r = f.post_json(&f.alice, &save, &body).await;
     assert_eq!(r.status, 201, "{}", r.text());
     let saved = r.json();
     let id = saved["id"].as_i64().unwrap();
     assert_eq!(saved["name"], "Last quarter");
-    assert_eq!(
-        saved["filters"],
-        json!({"date_range": "90", "channels": ["web"]})
-    );
+    assert_eq!(saved["filters"], json!({"date_range": "90", "channels": ["web"]}));
     assert_eq!(saved["is_default"], true);
     assert!(saved["created_at"].as_str().unwrap().starts_with("20"));
 
+    assert_eq!(f.get(&f.alice, &f.url("filters/")).await.json(), json!([saved]));
     assert_eq!(
-        f.get(&f.alice, &f.url("filters/")).await.json(),
-        json!([saved])
-    );
-    assert_eq!(
-        f.get(&f.alice, &f.url(&format!("filters/load/{id}/")))
-            .await
-            .json(),
+        f.get(&f.alice, &f.url(&format!("filters/load/{id}/"))).await.json(),
         saved
     );
     assert_eq!(
-        f.get(&f.alice, &f.url(&format!("filters/load/{id}")))
-            .await
-            .json(),
+        f.get(&f.alice, &f.url(&format!("filters/load/{id}"))).await.json(),
         saved
     );
 
@@ -231,7 +187,11 @@ async fn presets_http(backend: Backend, tag: &str) {
     // One default per user and team.
     for name in ["WhatsApp", "Web"] {
         let r = f
-            .post_json(&f.alice, &save, &json!({"name": name, "filters": {"channels": name.to_lowercase()}, "is_default": true}))
+            .post_json(
+                &f.alice,
+                &save,
+                &json!({"name": name, "filters": {"channels": name.to_lowercase()}, "is_default": true}),
+            )
             .await;
         assert_eq!(r.status, 201, "{}", r.text());
     }
@@ -255,10 +215,7 @@ async fn presets_http(backend: Backend, tag: &str) {
         .await
         .error(404, "not_found");
     let team_b = format!("/a/{}/dashboard/", f.team_b.slug);
-    assert_eq!(
-        f.get(&f.alice_b, &format!("{team_b}filters/")).await.json(),
-        json!([])
-    );
+    assert_eq!(f.get(&f.alice_b, &format!("{team_b}filters/")).await.json(), json!([]));
     f.get(&f.alice_b, &format!("{team_b}filters/load/{id}/"))
         .await
         .error(404, "not_found");
@@ -269,9 +226,7 @@ async fn presets_http(backend: Backend, tag: &str) {
         .await
         .error(404, "not_found");
     assert_eq!(
-        f.get(&f.alice, &f.url(&format!("filters/load/{id}/")))
-            .await
-            .status,
+        f.get(&f.alice, &f.url(&format!("filters/load/{id}/"))).await.status,
         200,
         "still there"
     );
@@ -283,10 +238,7 @@ async fn presets_http(backend: Backend, tag: &str) {
             "granularity",
         ),
         (json!({"name": "x", "filters": {"colour": "red"}}), "colour"),
-        (
-            json!({"name": "x", "filters": {"experiments": ["a"]}}),
-            "experiments",
-        ),
+        (json!({"name": "x", "filters": {"experiments": ["a"]}}), "experiments"),
         (json!({"name": "  ", "filters": {}}), "name"),
         (json!({"name": "n".repeat(101)}), "name"),
     ] {
@@ -360,10 +312,7 @@ fn session_cookie(set_cookie: &str) -> String {
 }
 
 fn csrf_of(html: &str) -> String {
-    let start = html
-        .find(r#"<meta name="csrf-token" content=""#)
-        .expect("csrf meta")
-        + 33;
+    let start = html.find(r#"<meta name="csrf-token" content=""#).expect("csrf meta") + 33;
     html[start..start + html[start..].find('"').unwrap()].to_string()
 }
 
@@ -377,15 +326,11 @@ async fn browser_session(backend: Backend, tag: &str) {
     let dashboard = f.url("");
 
     // Not signed in: the page sends the browser to /login; `/` too.
-    let r = f
-        .send(Request::get(&dashboard).body(Body::empty()).unwrap())
-        .await;
+    let r = f.send(Request::get(&dashboard).body(Body::empty()).unwrap()).await;
     assert_eq!((r.status, r.header("location")), (302, "/login"));
     let r = f.send(Request::get("/").body(Body::empty()).unwrap()).await;
     assert_eq!((r.status, r.header("location")), (302, "/login"));
-    let r = f
-        .send(Request::get("/login").body(Body::empty()).unwrap())
-        .await;
+    let r = f.send(Request::get("/login").body(Body::empty()).unwrap()).await;
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").starts_with("text/html"));
     assert!(r.text().contains(r#"<form method="post" action="/login">"#));
@@ -425,11 +370,7 @@ async fn browser_session(backend: Backend, tag: &str) {
     assert_eq!((r.status, r.header("location")), (303, dashboard.as_str()));
     let bob_cookie = session_cookie(r.header("set-cookie"));
     let r = f
-        .send(
-            Request::get("/login?key=ocsd_bad")
-                .body(Body::empty())
-                .unwrap(),
-        )
+        .send(Request::get("/login?key=ocsd_bad").body(Body::empty()).unwrap())
         .await;
     assert_eq!(r.status, 401);
 
@@ -443,45 +384,31 @@ async fn browser_session(backend: Backend, tag: &str) {
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.header("content-type").starts_with("text/html"));
-    assert!(
-        r.header("content-security-policy")
-            .contains("default-src 'self'")
-    );
+    assert!(r.header("content-security-policy").contains("default-src 'self'"));
     let html = r.text();
     assert!(!html.contains("{{"), "every placeholder filled");
-    assert!(html.contains(&format!(
-        r#"<meta name="team-slug" content="{}">"#,
-        f.team_a.slug
-    )));
+    assert!(html.contains(&format!(r#"<meta name="team-slug" content="{}">"#, f.team_a.slug)));
     assert!(html.contains(&ocs_dash_api::page::escape(&f.team_a.name)));
     assert!(html.contains(r#"<span data-testid="user">alice</span>"#));
     let csrf = csrf_of(&html);
     assert_eq!(csrf.len(), 64);
     let r = f
-        .send(
-            with_cookie(Request::get("/"), &cookie)
-                .body(Body::empty())
-                .unwrap(),
-        )
+        .send(with_cookie(Request::get("/"), &cookie).body(Body::empty()).unwrap())
         .await;
     assert_eq!((r.status, r.header("location")), (302, dashboard.as_str()));
 
     // Reads need no token.
     let chart = f.url(&format!("api/overview/?{WINDOW}"));
     let r = f
-        .send(
-            with_cookie(Request::get(&chart), &cookie)
-                .body(Body::empty())
-                .unwrap(),
-        )
+        .send(with_cookie(Request::get(&chart), &cookie).body(Body::empty()).unwrap())
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["chart"], "overview");
 
     // State changes need the token: missing, wrong (bob's), right.
     let save = |token: Option<&str>, cookie: &str| {
-        let mut req = with_cookie(Request::post(f.url("filters/save/")), cookie)
-            .header(header::CONTENT_TYPE, "application/json");
+        let mut req =
+            with_cookie(Request::post(f.url("filters/save/")), cookie).header(header::CONTENT_TYPE, "application/json");
         if let Some(t) = token {
             req = req.header("x-csrf-token", t);
         }
@@ -490,9 +417,7 @@ async fn browser_session(backend: Backend, tag: &str) {
         ))
         .unwrap()
     };
-    f.send(save(None, &cookie))
-        .await
-        .error(403, "csrf_rejected");
+    f.send(save(None, &cookie)).await.error(403, "csrf_rejected");
     let bob_csrf = csrf_of(
         &f.send(
             with_cookie(Request::get(&dashboard), &bob_cookie)
@@ -502,9 +427,7 @@ async fn browser_session(backend: Backend, tag: &str) {
         .await
         .text(),
     );
-    f.send(save(Some(&bob_csrf), &cookie))
-        .await
-        .error(403, "csrf_rejected");
+    f.send(save(Some(&bob_csrf), &cookie)).await.error(403, "csrf_rejected");
     let r = f.send(save(Some(&csrf), &cookie)).await;
     assert_eq!(r.status, 201, "{}", r.text());
     let id = r.json()["id"].as_i64().unwrap();
@@ -513,10 +436,8 @@ async fn browser_session(backend: Backend, tag: &str) {
         if let Some(t) = token {
             req = req.header("x-csrf-token", t);
         }
-        req.body(Body::from(
-            json!({"chart": "overview", "format": "json"}).to_string(),
-        ))
-        .unwrap()
+        req.body(Body::from(json!({"chart": "overview", "format": "json"}).to_string()))
+            .unwrap()
     };
     f.send(export(None)).await.error(403, "csrf_rejected");
     assert_eq!(f.send(export(Some(&csrf))).await.status, 200);
@@ -565,28 +486,19 @@ async fn browser_session(backend: Backend, tag: &str) {
         )
         .await;
     assert_eq!(r.status, 200);
-    assert!(
-        r.text()
-            .contains(&format!(r#"name="csrf_token" value="{csrf}""#))
-    );
+    assert!(r.text().contains(&format!(r#"name="csrf_token" value="{csrf}""#)));
     let logout = |body: String| {
         with_cookie(Request::post("/logout"), &cookie)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(Body::from(body))
             .unwrap()
     };
-    f.send(logout(String::new()))
-        .await
-        .error(403, "csrf_rejected");
+    f.send(logout(String::new())).await.error(403, "csrf_rejected");
     let r = f.send(logout(format!("csrf_token={csrf}"))).await;
     assert_eq!((r.status, r.header("location")), (303, "/login"));
     assert!(r.header("set-cookie").contains("Max-Age=0"));
     let r = f
-        .send(
-            with_cookie(Request::get(&chart), &cookie)
-                .body(Body::empty())
-                .unwrap(),
-        )
+        .send(with_cookie(Request::get(&chart), &cookie).body(Body::empty()).unwrap())
         .await;
     r.error(401, "unauthorized");
 
@@ -628,14 +540,7 @@ async fn browser_session(backend: Backend, tag: &str) {
         .filter(|e| e.user == "alice" && e.team_id == f.team_a.id)
         .map(|e| e.action.as_str())
         .collect();
-    for a in [
-        "login",
-        "logout",
-        "chart",
-        "export",
-        "preset.save",
-        "preset.delete",
-    ] {
+    for a in ["login", "logout", "chart", "export", "preset.save", "preset.delete"] {
         assert!(actions.contains(&a), "{a} in {actions:?}");
     }
     f.store.finish().await;
@@ -654,14 +559,9 @@ async fn browser_session_postgres() {
 #[tokio::test]
 async fn keys_are_stored_only_as_hashes() {
     let f = Fixture::new(Backend::Sqlite, "hashes").await;
-    let key = auth::create_key(&f.store.store, &f.team_a, "carol")
-        .await
-        .unwrap();
+    let key = auth::create_key(&f.store.store, &f.team_a, "carol").await.unwrap();
     assert!(key.secret.starts_with("ocsd_") && key.secret.len() == 69);
-    assert!(
-        !format!("{key:?}").contains(&key.secret),
-        "Debug hides the key"
-    );
+    assert!(!format!("{key:?}").contains(&key.secret), "Debug hides the key");
     let listed = serde_json::to_value(f.store.store.list_keys().await.unwrap()).unwrap();
     assert!(!listed.to_string().contains(&key.secret[5..]));
     assert_eq!(listed[3]["prefix"], Value::from(&key.secret[..13]));
@@ -673,10 +573,6 @@ async fn keys_are_stored_only_as_hashes() {
     let hay = String::from_utf8_lossy(&files);
     assert!(!hay.contains(&key.secret[5..]));
     assert!(hay.contains(&hash_secret(&key.secret)));
-    assert!(
-        auth::create_key(&f.store.store, &f.team_a, "  ")
-            .await
-            .is_err()
-    );
+    assert!(auth::create_key(&f.store.store, &f.team_a, "  ").await.is_err());
     f.store.finish().await;
 }

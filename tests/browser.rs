@@ -54,9 +54,7 @@ fn prerequisites() {
         "{chromium} is missing: install Debian's Chromium (`apt-get install chromium`) to run the browser test"
     );
     assert!(
-        root()
-            .join("web/node_modules/playwright-core/package.json")
-            .exists(),
+        root().join("web/node_modules/playwright-core/package.json").exists(),
         "web/node_modules is missing: run `bash scripts/build-assets.sh` (npm ci in web/) to run the browser test"
     );
     let node = Command::new("node").arg("--version").output();
@@ -67,11 +65,7 @@ fn prerequisites() {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Waits until the server answers `GET /login`.
@@ -88,10 +82,7 @@ fn wait_for_server(addr: &str, server: &mut Server, log: &Path) {
             let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
             let req = format!("GET /login HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
             let mut buf = Vec::new();
-            if s.write_all(req.as_bytes()).is_ok()
-                && s.read_to_end(&mut buf).is_ok()
-                && buf.starts_with(b"HTTP/1.1 ")
-            {
+            if s.write_all(req.as_bytes()).is_ok() && s.read_to_end(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 ") {
                 return;
             }
         }
@@ -114,8 +105,7 @@ fn pairs(query: &str) -> Vec<(String, String)> {
 /// Every chart's `data` for one query, as the engine answers it (what the server must serve).
 async fn view(engine: &Engine, snapshot: &Snapshot, team_id: i64, query: &str) -> Value {
     let now: DateTime<Utc> = DATA_END.parse().unwrap();
-    let (filters, options) =
-        Filters::parse(&pairs(query), now).unwrap_or_else(|e| panic!("{query}: {e}"));
+    let (filters, options) = Filters::parse(&pairs(query), now).unwrap_or_else(|e| panic!("{query}: {e}"));
     let mut charts = Map::new();
     for chart in Chart::ALL {
         let answer = engine
@@ -143,9 +133,7 @@ fn build_fixture(data: &Path, out: &Path, query: &str) -> (String, Value) {
             end: DATA_END.parse().unwrap(),
             session_platform: true,
         };
-        generate_snapshot(data, &opts, &mut Progress::hidden())
-            .await
-            .unwrap();
+        generate_snapshot(data, &opts, &mut Progress::hidden()).await.unwrap();
         let engine = Engine::new(
             DataDir::new(data),
             CacheConfig {
@@ -164,18 +152,9 @@ fn build_fixture(data: &Path, out: &Path, query: &str) -> (String, Value) {
             }
         }
         let (team_id, slug, messages) = best.expect("the generator made teams");
-        assert!(
-            messages > 0,
-            "no team has messages between {START} and {END}"
-        );
+        assert!(messages > 0, "no team has messages between {START} and {END}");
         let base = view(&engine, &snapshot, team_id, query).await;
-        let weekly = view(
-            &engine,
-            &snapshot,
-            team_id,
-            &format!("{query}&granularity=weekly"),
-        )
-        .await;
+        let weekly = view(&engine, &snapshot, team_id, &format!("{query}&granularity=weekly")).await;
         let platform = base["channel-breakdown"]["platforms"][0]["platform"]
             .as_str()
             .expect("a platform with sessions in the window")

@@ -24,9 +24,23 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-const ZONES: &[&str] = &["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu"];
+const ZONES: &[&str] = &[
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "Asia/Kolkata",
+    "Asia/Kathmandu",
+];
 const GRANULARITIES: &[&str] = &["hourly", "daily", "weekly", "monthly"];
-const PLATFORMS: &[&str] = &["web", "whatsapp", "telegram", "api", "embedded_widget", "evaluations", "slack"];
+const PLATFORMS: &[&str] = &[
+    "web",
+    "whatsapp",
+    "telegram",
+    "api",
+    "embedded_widget",
+    "evaluations",
+    "slack",
+];
 const ORDERS: &[&str] = &[
     "chatbot_name",
     "participants",
@@ -43,13 +57,24 @@ fn same(a: &Value, b: &Value, path: &str) -> Result<(), String> {
         (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
             let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
             let tol = 1e-9 * x.abs().max(y.abs()).max(1.0);
-            if (x - y).abs() <= tol { Ok(()) } else { Err(format!("{path}: {x} vs {y}")) }
+            if (x - y).abs() <= tol {
+                Ok(())
+            } else {
+                Err(format!("{path}: {x} vs {y}"))
+            }
         }
         (Value::Array(x), Value::Array(y)) => {
             if x.len() != y.len() {
-                return Err(format!("{path}: {} vs {} items\n engine: {a}\n oracle: {b}", x.len(), y.len()));
+                return Err(format!(
+                    "{path}: {} vs {} items\n engine: {a}\n oracle: {b}",
+                    x.len(),
+                    y.len()
+                ));
             }
-            x.iter().zip(y).enumerate().try_for_each(|(i, (x, y))| same(x, y, &format!("{path}[{i}]")))
+            x.iter()
+                .zip(y)
+                .enumerate()
+                .try_for_each(|(i, (x, y))| same(x, y, &format!("{path}[{i}]")))
         }
         (Value::Object(x), Value::Object(y)) => {
             let (kx, ky): (Vec<_>, Vec<_>) = (x.keys().collect(), y.keys().collect());
@@ -74,7 +99,10 @@ fn seed() -> u64 {
 #[tokio::test]
 async fn every_chart_matches_the_oracle_for_random_filters() {
     let seed = seed();
-    let cases: usize = std::env::var("OCS_DASH_DIFF_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(24);
+    let cases: usize = std::env::var("OCS_DASH_DIFF_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24);
     eprintln!("differential seed {seed}, {cases} cases");
     let mut rng = SmallRng::seed_from_u64(seed);
     let db = TestDb::create("differential").await;
@@ -96,7 +124,13 @@ async fn every_chart_matches_the_oracle_for_random_filters() {
     };
     run_etl(&etl, &mut Progress::hidden()).await.unwrap();
 
-    let engine = Engine::new(DataDir::new(data.path()), CacheConfig { ttl: std::time::Duration::ZERO, ..Default::default() });
+    let engine = Engine::new(
+        DataDir::new(data.path()),
+        CacheConfig {
+            ttl: std::time::Duration::ZERO,
+            ..Default::default()
+        },
+    );
     let snapshot = engine.snapshot().unwrap();
     let mut conn = db.conn().await;
     let team_ids: Vec<i64> = snapshot.teams.iter().map(|t| t.id).collect();
@@ -109,18 +143,26 @@ async fn every_chart_matches_the_oracle_for_random_filters() {
     for case in 0..cases {
         let team = *team_ids.choose(&mut rng).unwrap();
         let granularity = *GRANULARITIES.choose(&mut rng).unwrap();
-        let days = if granularity == "hourly" { rng.random_range(1..=4) } else { rng.random_range(1..=75) };
+        let days = if granularity == "hourly" {
+            rng.random_range(1..=4)
+        } else {
+            rng.random_range(1..=75)
+        };
         let start: NaiveDate = last_day - Days::new(rng.random_range(0..56));
         let end_date = start + Days::new(days - 1);
         let zone = *ZONES.choose(&mut rng).unwrap();
         // Chatbot filters mix this team's bots, version rows, other teams' bots.
         let experiments: Vec<i64> = if rng.random_bool(0.35) {
-            (0..rng.random_range(1..=3)).map(|_| *all_bots.choose(&mut rng).unwrap()).collect()
+            (0..rng.random_range(1..=3))
+                .map(|_| *all_bots.choose(&mut rng).unwrap())
+                .collect()
         } else {
             vec![]
         };
         let channels: Vec<String> = if rng.random_bool(0.3) {
-            (0..rng.random_range(1..=2)).map(|_| PLATFORMS.choose(&mut rng).unwrap().to_string()).collect()
+            (0..rng.random_range(1..=2))
+                .map(|_| PLATFORMS.choose(&mut rng).unwrap().to_string())
+                .collect()
         } else {
             vec![]
         };
@@ -177,7 +219,10 @@ async fn every_chart_matches_the_oracle_for_random_filters() {
         }
     }
     eprintln!("{checked} chart answers equal to the oracle, {busy} of {cases} windows with messages");
-    assert!(busy * 3 >= cases, "too few windows with data ({busy} of {cases}): the comparison would prove little");
+    assert!(
+        busy * 3 >= cases,
+        "too few windows with data ({busy} of {cases}): the comparison would prove little"
+    );
     drop(conn);
     db.drop_db().await;
 }
@@ -190,7 +235,9 @@ async fn fixture_charts_match_the_oracle_in_every_zone_and_granularity() {
     use ocs_dash_etl::generate::BatchSink;
     let db = TestDb::create("fixture").await;
     db.exec(include_str!("../data/ocs/schema.sql")).await;
-    let batches = ocs_dash_etl::fixture::fixture_batches(include_str!("../data/fixtures/small.sql")).await.unwrap();
+    let batches = ocs_dash_etl::fixture::fixture_batches(include_str!("../data/fixtures/small.sql"))
+        .await
+        .unwrap();
     let mut sink = generate::PgSink::new(db.conn().await, 1, true);
     for (table, batch) in &batches {
         sink.write(table, batch.clone()).await.unwrap();
@@ -200,10 +247,20 @@ async fn fixture_charts_match_the_oracle_in_every_zone_and_granularity() {
     ocs_dash_etl::run::snapshot_from_batches(data.path(), batches, "2026-11-20T12:00:00Z".parse().unwrap())
         .await
         .unwrap();
-    let engine = Engine::new(DataDir::new(data.path()), CacheConfig { ttl: std::time::Duration::ZERO, ..Default::default() });
+    let engine = Engine::new(
+        DataDir::new(data.path()),
+        CacheConfig {
+            ttl: std::time::Duration::ZERO,
+            ..Default::default()
+        },
+    );
     let snapshot = engine.snapshot().unwrap();
     let mut conn = db.conn().await;
-    let windows = [("2026-03-28", "2026-04-01"), ("2026-10-24", "2026-10-26"), ("2026-03-01", "2026-10-31")];
+    let windows = [
+        ("2026-03-28", "2026-04-01"),
+        ("2026-10-24", "2026-10-26"),
+        ("2026-03-01", "2026-10-31"),
+    ];
     let mut checked = 0;
     for team in [1, 2] {
         for (start, end) in windows {

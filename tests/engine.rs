@@ -26,7 +26,9 @@ fn last_30_days() -> (Filters, ocs_dash_engine::filters::Options) {
 #[tokio::test]
 async fn cache_hits_are_fast_shared_and_never_hide_a_new_snapshot() {
     let data = tempfile::tempdir().unwrap();
-    let first = ocs_dash_etl::run::generate_snapshot(data.path(), &opts(1), &mut Progress::hidden()).await.unwrap();
+    let first = ocs_dash_etl::run::generate_snapshot(data.path(), &opts(1), &mut Progress::hidden())
+        .await
+        .unwrap();
     let engine = Arc::new(Engine::new(DataDir::new(data.path()), CacheConfig::default()));
     let (f, o) = last_30_days();
     let team = first.teams[0];
@@ -45,7 +47,10 @@ async fn cache_hits_are_fast_shared_and_never_hide_a_new_snapshot() {
     for c in calls {
         answers.push(c.await.unwrap());
     }
-    assert!(answers.iter().all(|a| Arc::ptr_eq(a, &answers[0])), "one computation shared by all");
+    assert!(
+        answers.iter().all(|a| Arc::ptr_eq(a, &answers[0])),
+        "one computation shared by all"
+    );
 
     // A hit is the same object, well under a millisecond.
     let snap = engine.snapshot().unwrap();
@@ -56,15 +61,26 @@ async fn cache_hits_are_fast_shared_and_never_hide_a_new_snapshot() {
     eprintln!("cache hit in {took:?}");
 
     // A new snapshot is visible at once, and its answers are not the old ones.
-    let second = ocs_dash_etl::run::generate_snapshot(data.path(), &opts(2), &mut Progress::hidden()).await.unwrap();
+    let second = ocs_dash_etl::run::generate_snapshot(data.path(), &opts(2), &mut Progress::hidden())
+        .await
+        .unwrap();
     let snap = engine.snapshot().unwrap();
     assert_eq!(snap.version, second.version);
     let fresh = engine.chart(&snap, team, Chart::Overview, &f, &o).await.unwrap();
     assert_eq!(fresh.snapshot.version, second.version);
     assert!(!Arc::ptr_eq(&fresh.data, &hit.data));
-    let uncached = Engine::new(DataDir::new(data.path()), CacheConfig { ttl: Duration::ZERO, ..Default::default() });
+    let uncached = Engine::new(
+        DataDir::new(data.path()),
+        CacheConfig {
+            ttl: Duration::ZERO,
+            ..Default::default()
+        },
+    );
     let direct = uncached.chart(&snap, team, Chart::Overview, &f, &o).await.unwrap();
-    assert_eq!(direct.data, fresh.data, "cached answer = computed answer for the new snapshot");
+    assert_eq!(
+        direct.data, fresh.data,
+        "cached answer = computed answer for the new snapshot"
+    );
     assert_ne!(fresh.data, hit.data, "different data, different answer");
 
     // With the cache off every call computes.
@@ -91,13 +107,24 @@ fn sql(data: &std::path::Path, args: &[&str]) -> (i32, String, String) {
 #[tokio::test]
 async fn sql_is_read_only_and_sees_one_team() {
     let data = tempfile::tempdir().unwrap();
-    let m = ocs_dash_etl::run::generate_snapshot(data.path(), &opts(3), &mut Progress::hidden()).await.unwrap();
+    let m = ocs_dash_etl::run::generate_snapshot(data.path(), &opts(3), &mut Progress::hidden())
+        .await
+        .unwrap();
     let engine = Engine::new(DataDir::new(data.path()), CacheConfig::default());
     let snap = engine.snapshot().unwrap();
     let (team, other) = (&snap.teams[0], &snap.teams[1]);
 
     // One team: its own row of `teams`, and only its turns.
-    let (code, out, err) = sql(data.path(), &["--team", &team.slug, "--format", "csv", "SELECT team_id, slug FROM teams"]);
+    let (code, out, err) = sql(
+        data.path(),
+        &[
+            "--team",
+            &team.slug,
+            "--format",
+            "csv",
+            "SELECT team_id, slug FROM teams",
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, format!("team_id,slug\n{},{}\n", team.id, team.slug));
     let count = |args: &[&str]| -> i64 {
@@ -107,14 +134,33 @@ async fn sql_is_read_only_and_sees_one_team() {
     };
     let own = count(&["--team", &team.slug, "--format", "csv", "SELECT count(*) FROM turns"]);
     let all = count(&["--all-teams", "--format", "csv", "SELECT count(*) FROM turns"]);
-    let theirs = count(&["--all-teams", "--format", "csv", &format!("SELECT count(*) FROM turns WHERE team_id = {}", other.id)]);
-    let by_team = count(&["--all-teams", "--format", "csv", &format!("SELECT count(*) FROM turns WHERE team_id = {}", team.id)]);
+    let theirs = count(&[
+        "--all-teams",
+        "--format",
+        "csv",
+        &format!("SELECT count(*) FROM turns WHERE team_id = {}", other.id),
+    ]);
+    let by_team = count(&[
+        "--all-teams",
+        "--format",
+        "csv",
+        &format!("SELECT count(*) FROM turns WHERE team_id = {}", team.id),
+    ]);
     assert_eq!(own, by_team);
     assert!(own > 0 && theirs > 0 && own < all);
     assert_eq!(m.tables["turns"] as i64, all);
 
     // JSON output is an array of objects.
-    let (_, out, _) = sql(data.path(), &["--team", &team.slug, "--format", "json", "SELECT count(*) AS n FROM sessions WHERE counted"]);
+    let (_, out, _) = sql(
+        data.path(),
+        &[
+            "--team",
+            &team.slug,
+            "--format",
+            "json",
+            "SELECT count(*) AS n FROM sessions WHERE counted",
+        ],
+    );
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(v[0]["n"].as_i64().unwrap() > 0);
 
@@ -132,7 +178,10 @@ async fn sql_is_read_only_and_sees_one_team() {
         let (code, out, err) = sql(data.path(), &["--team", &team.slug, q]);
         assert_eq!(code, 1, "{q}: {out}");
         assert!(err.starts_with("error: ") && err.contains(says), "{q}: {err}");
-        assert!(!err.contains("stack backtrace") && !err.contains("panicked"), "{q}: {err}");
+        assert!(
+            !err.contains("stack backtrace") && !err.contains("panicked"),
+            "{q}: {err}"
+        );
     }
     assert!(!std::path::Path::new("/tmp/ocs-dash-copy.csv").exists());
     let (code, _, err) = sql(data.path(), &["--team", "nope", "SELECT 1"]);
@@ -149,14 +198,29 @@ async fn rollup_and_raw_turns_agree_for_every_chart_and_granularity() {
     use ocs_dash_engine::engine::choose_activity;
     use ocs_dash_engine::scope::{Activity, team_scope};
     let data = tempfile::tempdir().unwrap();
-    let m = ocs_dash_etl::run::generate_snapshot(data.path(), &opts(4), &mut Progress::hidden()).await.unwrap();
-    assert!(m.tables["turn_slots"] < m.tables["turns"], "the rollup is smaller than the turns");
+    let m = ocs_dash_etl::run::generate_snapshot(data.path(), &opts(4), &mut Progress::hidden())
+        .await
+        .unwrap();
+    assert!(
+        m.tables["turn_slots"] < m.tables["turns"],
+        "the rollup is smaller than the turns"
+    );
     let vdir = DataDir::new(data.path()).version_dir(&m.version);
     let now = "2026-11-20T12:00:00Z".parse().unwrap();
     let mut compared = 0;
-    for zone in ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu"] {
+    for zone in [
+        "UTC",
+        "Europe/Berlin",
+        "America/New_York",
+        "Asia/Kolkata",
+        "Asia/Kathmandu",
+    ] {
         for granularity in ["hourly", "daily", "weekly", "monthly"] {
-            let (start, end) = if granularity == "hourly" { ("2026-11-10", "2026-11-13") } else { ("2026-09-25", "2026-11-20") };
+            let (start, end) = if granularity == "hourly" {
+                ("2026-11-10", "2026-11-13")
+            } else {
+                ("2026-09-25", "2026-11-20")
+            };
             let mut pairs = vec![
                 ("start_date".to_string(), start.to_string()),
                 ("end_date".to_string(), end.to_string()),
@@ -191,8 +255,16 @@ async fn pruned_and_backfilled_rollups_give_the_same_answers() {
     use ocs_dash_engine::engine::choose_activity;
     use ocs_dash_engine::scope::Activity;
     let data = tempfile::tempdir().unwrap();
-    let m = ocs_dash_etl::run::generate_snapshot(data.path(), &opts(5), &mut Progress::hidden()).await.unwrap();
-    let engine = Engine::new(DataDir::new(data.path()), CacheConfig { ttl: Duration::ZERO, ..Default::default() });
+    let m = ocs_dash_etl::run::generate_snapshot(data.path(), &opts(5), &mut Progress::hidden())
+        .await
+        .unwrap();
+    let engine = Engine::new(
+        DataDir::new(data.path()),
+        CacheConfig {
+            ttl: Duration::ZERO,
+            ..Default::default()
+        },
+    );
     let now = "2026-11-20T12:00:00Z".parse().unwrap();
     let window = |s: &str, e: &str| {
         Filters::parse(&[("start_date".into(), s.into()), ("end_date".into(), e.into())], now).unwrap()
@@ -230,9 +302,15 @@ async fn pruned_and_backfilled_rollups_give_the_same_answers() {
 
     run(&["build"]);
     let snap = engine.snapshot().unwrap();
-    assert_eq!(snap.manifest.tables["turn_slots"], m.tables["turn_slots"], "a full build restores every slot");
+    assert_eq!(
+        snap.manifest.tables["turn_slots"], m.tables["turn_slots"],
+        "a full build restores every slot"
+    );
     let out = run(&["status"]);
-    assert!(out.contains(&snap.version) && out.contains("unbounded .. unbounded"), "{out}");
+    assert!(
+        out.contains(&snap.version) && out.contains("unbounded .. unbounded"),
+        "{out}"
+    );
 }
 
 async fn answers(
@@ -240,7 +318,10 @@ async fn answers(
     team: i64,
     old: &(Filters, ocs_dash_engine::filters::Options),
     recent: &(Filters, ocs_dash_engine::filters::Options),
-) -> (Arc<ocs_dash_engine::Snapshot>, Vec<Arc<ocs_dash_engine::charts::ChartData>>) {
+) -> (
+    Arc<ocs_dash_engine::Snapshot>,
+    Vec<Arc<ocs_dash_engine::charts::ChartData>>,
+) {
     let snap = engine.snapshot().unwrap();
     let mut out = Vec::new();
     for (f, o) in [old, recent] {

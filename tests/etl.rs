@@ -111,7 +111,9 @@ async fn assert_counts_match_source(db: &TestDb, data: &Path, session_platform: 
 #[tokio::test]
 async fn full_export_matches_source_current_schema() {
     let db = TestDb::create("full_current").await;
-    generate::generate_into_postgres(&db.url, &gen_opts(Scale::Tiny, 7, true)).await.unwrap();
+    generate::generate_into_postgres(&db.url, &gen_opts(Scale::Tiny, 7, true))
+        .await
+        .unwrap();
     let data = tempfile::tempdir().unwrap();
     let summary = etl(&db, data.path(), false).await;
     assert_eq!(summary.mode, "full");
@@ -128,11 +130,19 @@ async fn full_export_matches_source_current_schema() {
         "tagged_items_dangling",
         "tagged_items_other_team",
     ] {
-        assert!(summary.anomalies.get(kind).copied().unwrap_or(0) > 0, "{kind} not reported: {:?}", summary.anomalies);
+        assert!(
+            summary.anomalies.get(kind).copied().unwrap_or(0) > 0,
+            "{kind} not reported: {:?}",
+            summary.anomalies
+        );
     }
     // Message content is never exported.
     for def in ocs_dash_engine::snapshot::TABLES.iter() {
-        assert!(def.schema.field_with_name("content").is_err(), "{} exports content", def.name);
+        assert!(
+            def.schema.field_with_name("content").is_err(),
+            "{} exports content",
+            def.name
+        );
     }
     db.drop_db().await;
 }
@@ -140,7 +150,9 @@ async fn full_export_matches_source_current_schema() {
 #[tokio::test]
 async fn full_export_matches_source_legacy_schema() {
     let db = TestDb::create("full_legacy").await;
-    generate::generate_into_postgres(&db.url, &gen_opts(Scale::Tiny, 11, false)).await.unwrap();
+    generate::generate_into_postgres(&db.url, &gen_opts(Scale::Tiny, 11, false))
+        .await
+        .unwrap();
     let platform_column = db
         .scalar_i64(
             "SELECT count(*) FROM information_schema.columns
@@ -151,7 +163,12 @@ async fn full_export_matches_source_legacy_schema() {
     let data = tempfile::tempdir().unwrap();
     let summary = etl(&db, data.path(), true).await;
     assert_counts_match_source(&db, data.path(), false).await;
-    assert!(!DataDir::new(data.path()).manifest(&summary.version).unwrap().session_platform_column);
+    assert!(
+        !DataDir::new(data.path())
+            .manifest(&summary.version)
+            .unwrap()
+            .session_platform_column
+    );
     db.drop_db().await;
 }
 
@@ -172,7 +189,9 @@ fn ocs_dash(args: &[&str]) -> (i32, String, String) {
 #[tokio::test]
 async fn incremental_equals_full_after_inserts_updates_and_deletes() {
     let db = TestDb::create("incremental").await;
-    generate::generate_into_postgres(&db.url, &gen_opts(Scale::Tiny, 3, true)).await.unwrap();
+    generate::generate_into_postgres(&db.url, &gen_opts(Scale::Tiny, 3, true))
+        .await
+        .unwrap();
     let inc = tempfile::tempdir().unwrap();
     assert_eq!(etl(&db, inc.path(), false).await.mode, "full");
 
@@ -207,7 +226,10 @@ async fn incremental_equals_full_after_inserts_updates_and_deletes() {
     let s = etl(&db, inc.path(), false).await;
     assert_eq!(s.mode, "incremental", "{:?}", s.fallback);
     assert!(s.fallback.is_none());
-    assert!(s.source_rows["chat_chatmessage"] < total_messages / 5, "read only the new messages: {s:?}");
+    assert!(
+        s.source_rows["chat_chatmessage"] < total_messages / 5,
+        "read only the new messages: {s:?}"
+    );
     let full = tempfile::tempdir().unwrap();
     etl(&db, full.path(), true).await;
     assert_tables_equal(inc.path(), full.path()).await;
@@ -245,7 +267,9 @@ async fn assert_tables_equal(a: &Path, b: &Path) {
 #[tokio::test]
 async fn kill_9_at_any_moment_leaves_the_previous_snapshot_serving() {
     let db = TestDb::create("crash").await;
-    generate::generate_into_postgres(&db.url, &gen_opts(Scale::S, 5, true)).await.unwrap();
+    generate::generate_into_postgres(&db.url, &gen_opts(Scale::S, 5, true))
+        .await
+        .unwrap();
     let data = tempfile::tempdir().unwrap();
     let path = data.path().to_str().unwrap();
     let started = std::time::Instant::now();
@@ -271,11 +295,23 @@ async fn kill_9_at_any_moment_leaves_the_previous_snapshot_serving() {
         let current = dir.require_current().unwrap();
         dir.manifest(&current).expect("the current snapshot is complete");
         let now = snapshot_contents(data.path()).await;
-        assert!(now == baseline, "after a kill at step {step} the current snapshot changed");
+        assert!(
+            now == baseline,
+            "after a kill at step {step} the current snapshot changed"
+        );
     }
     assert!(killed_mid_run >= 5, "only {killed_mid_run} kills landed inside a run");
     // The next run cleans up what the killed ones left behind.
-    let (code, _, err) = ocs_dash(&["etl", "--database-url", &db.url, "--data", path, "--full", "--keep", "1"]);
+    let (code, _, err) = ocs_dash(&[
+        "etl",
+        "--database-url",
+        &db.url,
+        "--data",
+        path,
+        "--full",
+        "--keep",
+        "1",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(DataDir::new(data.path()).versions().unwrap().len() <= 2);
     db.drop_db().await;
@@ -287,7 +323,13 @@ async fn bad_arguments_end_with_one_line_that_says_what_to_fix() {
     let target = data.path().join("never-created");
     let t = target.to_str().unwrap();
 
-    let (code, _, err) = ocs_dash(&["etl", "--database-url", "postgres://postgres@127.0.0.1:1/ocs", "--data", t]);
+    let (code, _, err) = ocs_dash(&[
+        "etl",
+        "--database-url",
+        "postgres://postgres@127.0.0.1:1/ocs",
+        "--data",
+        t,
+    ]);
     assert_eq!(code, 1);
     assert!(err.trim().starts_with("error: cannot connect to the database"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -298,7 +340,9 @@ async fn bad_arguments_end_with_one_line_that_says_what_to_fix() {
     assert!(err.contains("has no Open Chat Studio tables"), "{err}");
     assert!(!target.exists(), "nothing written for a bad database");
 
-    generate::generate_into_postgres(&db.url, &gen_opts(Scale::Tiny, 1, true)).await.unwrap();
+    generate::generate_into_postgres(&db.url, &gen_opts(Scale::Tiny, 1, true))
+        .await
+        .unwrap();
     let file = data.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
     let (code, _, err) = ocs_dash(&["etl", "--database-url", &db.url, "--data", file.to_str().unwrap()]);

@@ -45,7 +45,9 @@ async fn a_narrow_window_skips_most_of_a_year_of_turns() {
         end,
         session_platform: true,
     };
-    let m = ocs_dash_etl::run::generate_snapshot(data.path(), &opts, &mut Progress::hidden()).await.unwrap();
+    let m = ocs_dash_etl::run::generate_snapshot(data.path(), &opts, &mut Progress::hidden())
+        .await
+        .unwrap();
     let dir = DataDir::new(data.path());
     let pairs = vec![
         ("start_date".to_string(), "2026-11-14".to_string()),
@@ -54,14 +56,17 @@ async fn a_narrow_window_skips_most_of_a_year_of_turns() {
     let (filters, _) = Filters::parse(&pairs, end).unwrap();
     // The largest team: the one whose turns folder is biggest.
     let vdir = dir.version_dir(&m.version);
-    let size = |t: i64| std::fs::read_dir(vdir.join("turns").join(format!("team_id={t}"))).map_or(0, |d| {
-        d.map(|f| f.unwrap().metadata().unwrap().len()).sum::<u64>()
-    });
+    let size = |t: i64| {
+        std::fs::read_dir(vdir.join("turns").join(format!("team_id={t}")))
+            .map_or(0, |d| d.map(|f| f.unwrap().metadata().unwrap().len()).sum::<u64>())
+    };
     let team = *m.teams.iter().max_by_key(|t| size(**t)).unwrap();
-    let ctx = team_scope(&vdir, team, &filters).await.unwrap();
+    let ctx = team_scope(&vdir, team, &filters, ocs_dash_engine::scope::Activity::Raw)
+        .await
+        .unwrap();
     let (start, stop) = filters.window();
     let df = ctx
-        .sql("SELECT count(*) FROM f_turns WHERE created_at >= $1 AND created_at < $2")
+        .sql("SELECT count(*) FROM f_activity WHERE created_at >= $1 AND created_at < $2")
         .await
         .unwrap()
         .with_param_values(vec![
@@ -76,10 +81,18 @@ async fn a_narrow_window_skips_most_of_a_year_of_turns() {
 
     // Team: the scan lists only this team's folder, out of one per team.
     assert!(m.teams.len() >= 5);
-    let shown = datafusion::physical_plan::displayable(plan.as_ref()).indent(true).to_string();
-    let files: Vec<&str> = shown.split(|c: char| c.is_whitespace() || "[],{}".contains(c)).filter(|w| w.contains(".parquet")).collect();
+    let shown = datafusion::physical_plan::displayable(plan.as_ref())
+        .indent(true)
+        .to_string();
+    let files: Vec<&str> = shown
+        .split(|c: char| c.is_whitespace() || "[],{}".contains(c))
+        .filter(|w| w.contains(".parquet"))
+        .collect();
     assert!(!files.is_empty(), "{shown}");
-    assert!(files.iter().all(|f| f.contains(&format!("/team_id={team}/"))), "{files:?}");
+    assert!(
+        files.iter().all(|f| f.contains(&format!("/team_id={team}/"))),
+        "{files:?}"
+    );
     // Date window: row groups outside it are skipped on their statistics...
     let (pruned, matched) = metric(&plan, "row_groups_pruned_statistics");
     eprintln!("row groups: {pruned} pruned, {matched} read; {count} rows in the window");
@@ -87,5 +100,9 @@ async fn a_narrow_window_skips_most_of_a_year_of_turns() {
     assert!(pruned > matched, "most row groups of a year lie outside a week");
     // ...and inside the ones read, the filter runs in the scan: only the
     // window's rows come out of it.
-    assert_eq!(metric(&plan, "output_rows").1, count, "scan output = rows in the window");
+    assert_eq!(
+        metric(&plan, "output_rows").1,
+        count,
+        "scan output = rows in the window"
+    );
 }

@@ -44,10 +44,17 @@ struct ChartDb {
 fn flatten(v: &Value, path: String, out: &mut Vec<Vec<String>>) {
     match v {
         Value::Object(m) => m.iter().for_each(|(k, v)| {
-            let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
             flatten(v, p, out)
         }),
-        Value::Array(a) if !a.is_empty() => a.iter().enumerate().for_each(|(i, v)| flatten(v, format!("{path}[{i}]"), out)),
+        Value::Array(a) if !a.is_empty() => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| flatten(v, format!("{path}[{i}]"), out)),
         Value::Array(_) => out.push(vec![path, "[]".into()]),
         Value::Null => out.push(vec![path, "NULL".into()]),
         Value::String(s) if s.is_empty() => out.push(vec![path, "(empty)".into()]),
@@ -58,7 +65,10 @@ fn flatten(v: &Value, path: String, out: &mut Vec<Vec<String>>) {
 
 impl ChartDb {
     fn team(&self, slug: &str) -> Result<i64, SltError> {
-        self.snapshot.team(slug).map(|t| t.id).ok_or_else(|| SltError(format!("no team {slug}")))
+        self.snapshot
+            .team(slug)
+            .map(|t| t.id)
+            .ok_or_else(|| SltError(format!("no team {slug}")))
     }
 }
 
@@ -72,7 +82,11 @@ impl AsyncDB for ChartDb {
         let mut words = sql.trim().splitn(3, char::is_whitespace);
         match (words.next(), words.next(), words.next()) {
             (Some("chart"), Some(name), rest) => {
-                let (slug, query) = rest.unwrap_or("").trim().split_once(char::is_whitespace).unwrap_or((rest.unwrap_or(""), ""));
+                let (slug, query) = rest
+                    .unwrap_or("")
+                    .trim()
+                    .split_once(char::is_whitespace)
+                    .unwrap_or((rest.unwrap_or(""), ""));
                 let chart: Chart = name.parse().map_err(|_| SltError(format!("no chart {name}")))?;
                 let pairs: Vec<(String, String)> = query
                     .split('&')
@@ -85,25 +99,41 @@ impl AsyncDB for ChartDb {
                 let now = "2026-11-20T12:00:00Z".parse().unwrap();
                 let (filters, options) = Filters::parse(&pairs, now).map_err(err)?;
                 let team = self.team(slug)?;
-                let answer = self.engine.chart(&self.snapshot, team, chart, &filters, &options).await.map_err(err)?;
+                let answer = self
+                    .engine
+                    .chart(&self.snapshot, team, chart, &filters, &options)
+                    .await
+                    .map_err(err)?;
                 let mut rows = Vec::new();
-                flatten(&serde_json::to_value(answer.data.as_ref()).unwrap(), String::new(), &mut rows);
+                flatten(
+                    &serde_json::to_value(answer.data.as_ref()).unwrap(),
+                    String::new(),
+                    &mut rows,
+                );
                 Ok(DBOutput::Rows {
                     types: vec![DefaultColumnType::Text, DefaultColumnType::Text],
                     rows,
                 })
             }
             (Some("sql"), Some(slug), Some(query)) => {
-                let ctx = sql::adhoc_context(&self.snapshot, Some(self.team(slug)?)).await.map_err(err)?;
+                let ctx = sql::adhoc_context(&self.snapshot, Some(self.team(slug)?))
+                    .await
+                    .map_err(err)?;
                 let (schema, batches) = sql::run_readonly(&ctx, query).await.map_err(err)?;
                 let text = sql::render(&schema, &batches, sql::Format::Csv).map_err(err)?;
-                let rows: Vec<Vec<String>> = text.lines().skip(1).map(|l| l.split(',').map(str::to_string).collect()).collect();
+                let rows: Vec<Vec<String>> = text
+                    .lines()
+                    .skip(1)
+                    .map(|l| l.split(',').map(str::to_string).collect())
+                    .collect();
                 Ok(DBOutput::Rows {
                     types: vec![DefaultColumnType::Text; schema.fields().len()],
                     rows,
                 })
             }
-            _ => Err(SltError(format!("expected `chart <name> <team> <query>` or `sql <team> <query>`, got {sql:?}"))),
+            _ => Err(SltError(format!(
+                "expected `chart <name> <team> <query>` or `sql <team> <query>`, got {sql:?}"
+            ))),
         }
     }
 
@@ -113,11 +143,19 @@ impl AsyncDB for ChartDb {
 #[tokio::test]
 async fn chart_results_are_pinned_on_the_fixture() {
     let data = tempfile::tempdir().unwrap();
-    let batches = ocs_dash_etl::fixture::fixture_batches(include_str!("../data/fixtures/small.sql")).await.unwrap();
+    let batches = ocs_dash_etl::fixture::fixture_batches(include_str!("../data/fixtures/small.sql"))
+        .await
+        .unwrap();
     ocs_dash_etl::run::snapshot_from_batches(data.path(), batches, "2026-11-20T12:00:00Z".parse().unwrap())
         .await
         .unwrap();
-    let engine = Arc::new(Engine::new(DataDir::new(data.path()), CacheConfig { ttl: std::time::Duration::ZERO, ..Default::default() }));
+    let engine = Arc::new(Engine::new(
+        DataDir::new(data.path()),
+        CacheConfig {
+            ttl: std::time::Duration::ZERO,
+            ..Default::default()
+        },
+    ));
     let db = ChartDb {
         snapshot: engine.snapshot().unwrap(),
         engine,
@@ -147,7 +185,10 @@ async fn chart_results_are_pinned_on_the_fixture() {
                 .await
                 .unwrap();
         } else {
-            runner.run_file_async(&file).await.unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            runner
+                .run_file_async(&file)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         }
     }
 }

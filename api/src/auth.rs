@@ -98,13 +98,7 @@ pub struct Caller {
 
 impl Caller {
     /// An audit row for something this caller did.
-    pub(crate) fn audit(
-        &self,
-        action: &str,
-        target: &str,
-        filters: serde_json::Value,
-        rows: usize,
-    ) -> AuditEntry {
+    pub(crate) fn audit(&self, action: &str, target: &str, filters: serde_json::Value, rows: usize) -> AuditEntry {
         AuditEntry {
             at: Utc::now(),
             key_id: self.key_id,
@@ -217,22 +211,14 @@ fn dashboard_url(state: &AppState, cred: &Credential) -> String {
         .engine()
         .snapshot()
         .ok()
-        .and_then(|s| {
-            s.teams
-                .iter()
-                .find(|t| t.id == cred.team_id)
-                .map(|t| t.slug.clone())
-        })
+        .and_then(|s| s.teams.iter().find(|t| t.id == cred.team_id).map(|t| t.slug.clone()))
         .unwrap_or_else(|| cred.team_slug.clone());
     format!("/a/{slug}/dashboard/")
 }
 
 #[utoipa::path(get, path = "/", tag = "browser",
     responses((status = 302, description = "To the signed-in team's dashboard, or to /login")))]
-pub(crate) async fn home(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
+pub(crate) async fn home(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let session = match cookie(&headers, COOKIE) {
         Some(token) => state.store().session_by_hash(&hash_secret(token)).await?,
         None => None,
@@ -250,10 +236,7 @@ pub(crate) async fn home(
         (status = 303, description = "Signed in: session cookie set, on to the team's dashboard"),
         (status = 401, description = "The key is not valid: the form again", content_type = "text/html"),
     ))]
-pub(crate) async fn login_page(
-    State(state): State<AppState>,
-    RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
+pub(crate) async fn login_page(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let key = query.as_deref().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "key")
@@ -333,20 +316,15 @@ async fn sign_in(state: &AppState, key: &str) -> Result<Response, ApiError> {
         (status = 200, description = "A sign-out button (a form carrying the CSRF token)", content_type = "text/html"),
         (status = 302, description = "Not signed in: to /login"),
     ))]
-pub(crate) async fn logout_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
+pub(crate) async fn logout_page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let session = match cookie(&headers, COOKIE) {
         Some(token) => state.store().session_by_hash(&hash_secret(token)).await?,
         None => None,
     };
-    Ok(
-        match session.and_then(|c| c.csrf.map(|csrf| (c.user, csrf))) {
-            Some((user, csrf)) => page::logout(&user, &csrf),
-            None => redirect(StatusCode::FOUND, "/login"),
-        },
-    )
+    Ok(match session.and_then(|c| c.csrf.map(|csrf| (c.user, csrf))) {
+        Some((user, csrf)) => page::logout(&user, &csrf),
+        None => redirect(StatusCode::FOUND, "/login"),
+    })
 }
 
 #[utoipa::path(post, path = "/logout", tag = "browser",

@@ -53,8 +53,7 @@ pub(crate) async fn chart(
         .engine()
         .chart(&caller.snapshot, caller.team.id, chart, &filters, &options)
         .await?;
-    let filters =
-        serde_json::to_value(&response.filters).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let filters = serde_json::to_value(&response.filters).map_err(|e| ApiError::Internal(e.to_string()))?;
     state
         .store()
         .audit(&caller.audit("chart", chart.name(), filters, record_count(&response.data)))

@@ -123,11 +123,19 @@ impl ApiError {
                 "requests made with the session cookie must send the page's X-CSRF-Token header".into(),
             ),
             ApiError::NotFound(what) => ("not_found", None, format!("{what} not found")),
-            ApiError::MethodNotAllowed => ("method_not_allowed", None, "this route does not take that method".into()),
+            ApiError::MethodNotAllowed => (
+                "method_not_allowed",
+                None,
+                "this route does not take that method".into(),
+            ),
             ApiError::Unavailable(m) => ("unavailable", None, m),
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
-                ("internal", None, "internal error; the server log has the details".into())
+                (
+                    "internal",
+                    None,
+                    "internal error; the server log has the details".into(),
+                )
             }
         };
         ErrorDetail {
@@ -142,13 +150,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status_code();
         let unauthorized = matches!(self, ApiError::Unauthorized);
-        let mut response = (
-            status,
-            axum::Json(ErrorEnvelope {
-                error: self.detail(),
-            }),
-        )
-            .into_response();
+        let mut response = (status, axum::Json(ErrorEnvelope { error: self.detail() })).into_response();
         if unauthorized {
             response
                 .headers_mut()

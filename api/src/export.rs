@@ -84,9 +84,7 @@ impl Cell {
         match self {
             Cell::Int(n) => n.to_string(),
             // Written as the JSON API writes it (`3.0`, `0.25`), never `NaN`.
-            Cell::Float(f) => {
-                serde_json::Number::from_f64(*f).map_or(String::new(), |n| n.to_string())
-            }
+            Cell::Float(f) => serde_json::Number::from_f64(*f).map_or(String::new(), |n| n.to_string()),
             Cell::Text(s) if s.starts_with(['=', '+', '-', '@', '\t', '\r']) => format!("'{s}"),
             Cell::Text(s) => s.clone(),
             Cell::Empty => String::new(),
@@ -125,12 +123,7 @@ const OVERVIEW: &[&str] = &[
     "avg_sessions_per_participant",
 ];
 const ACTIVE_PARTICIPANTS: &[&str] = &["bucket", "active_participants"];
-const SESSION_ANALYTICS: &[&str] = &[
-    "bucket",
-    "active_sessions",
-    "sessions_started",
-    "active_participants",
-];
+const SESSION_ANALYTICS: &[&str] = &["bucket", "active_sessions", "sessions_started", "active_participants"];
 const MESSAGE_VOLUME: &[&str] = &["bucket", "human_messages", "ai_messages", "total_messages"];
 const BOTS: &[&str] = &[
     "chatbot_id",
@@ -166,14 +159,7 @@ const CHANNELS: &[&str] = &[
     "total_messages",
     "session_share",
 ];
-const TAGS: &[&str] = &[
-    "scope",
-    "category",
-    "category_label",
-    "tag_id",
-    "tag_name",
-    "count",
-];
+const TAGS: &[&str] = &["scope", "category", "category_label", "tag_id", "tag_name", "count"];
 
 /// Flattens a chart's data into its export table (see the module docs).
 pub fn table(data: &ChartData, pseudonyms: &Pseudonyms) -> Table {
@@ -249,10 +235,7 @@ pub fn table(data: &ChartData, pseudonyms: &Pseudonyms) -> Table {
         ),
         ChartData::UserEngagement(u) => {
             let mut rows = Vec::new();
-            for (section, list) in [
-                ("most_active", &u.most_active),
-                ("least_active", &u.least_active),
-            ] {
+            for (section, list) in [("most_active", &u.most_active), ("least_active", &u.least_active)] {
                 for (i, p) in list.iter().enumerate() {
                     rows.push(vec![
                         text(section),
@@ -459,10 +442,7 @@ fn filename(team: &str, chart: Chart, filters: &Filters, ext: &str) -> String {
             }
         })
         .collect();
-    format!(
-        "{team}_{chart}_{}_{}.{ext}",
-        filters.start_date, filters.end_date
-    )
+    format!("{team}_{chart}_{}_{}.{ext}", filters.start_date, filters.end_date)
 }
 
 /// `# key: value` lines of the resolved filters.
@@ -491,19 +471,14 @@ fn csv_body(table: &Table, comments: Option<String>) -> Result<Vec<u8>, ApiError
         let mut w = csv::Writer::from_writer(&mut out);
         w.write_record(table.columns).map_err(internal)?;
         for row in &table.rows {
-            w.write_record(row.iter().map(Cell::csv))
-                .map_err(internal)?;
+            w.write_record(row.iter().map(Cell::csv)).map_err(internal)?;
         }
         w.flush().map_err(|e| internal(e.into()))?;
     }
     Ok(out)
 }
 
-fn json_body(
-    response: &ChartResponse,
-    table: &Table,
-    include_filters: bool,
-) -> Result<Vec<u8>, ApiError> {
+fn json_body(response: &ChartResponse, table: &Table, include_filters: bool) -> Result<Vec<u8>, ApiError> {
     let rows: Vec<Value> = table
         .rows
         .iter()
@@ -525,8 +500,7 @@ fn json_body(
         "rows": rows,
     });
     if include_filters {
-        doc["filters"] = serde_json::to_value(&response.filters)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        doc["filters"] = serde_json::to_value(&response.filters).map_err(|e| ApiError::Internal(e.to_string()))?;
     }
     serde_json::to_vec_pretty(&doc).map_err(|e| ApiError::Internal(e.to_string()))
 }
@@ -574,11 +548,7 @@ pub(crate) async fn export(
     let table = table(&response.data, state.pseudonyms());
     let (body, content_type, ext) = if csv {
         let comments = req.include_filters.then(|| filter_comments(&filters));
-        (
-            csv_body(&table, comments)?,
-            "text/csv; charset=utf-8",
-            "csv",
-        )
+        (csv_body(&table, comments)?, "text/csv; charset=utf-8", "csv")
     } else {
         (
             json_body(&response, &table, req.include_filters)?,
@@ -586,16 +556,10 @@ pub(crate) async fn export(
             "json",
         )
     };
-    let resolved =
-        serde_json::to_value(&response.filters).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let resolved = serde_json::to_value(&response.filters).map_err(|e| ApiError::Internal(e.to_string()))?;
     state
         .store()
-        .audit(&caller.audit(
-            "export",
-            &format!("{chart}.{ext}"),
-            resolved,
-            table.rows.len(),
-        ))
+        .audit(&caller.audit("export", &format!("{chart}.{ext}"), resolved, table.rows.len()))
         .await?;
     let disposition = format!(
         "attachment; filename=\"{}\"",

@@ -49,9 +49,9 @@ where
                 ApiError::BadRequest(format!("could not read the request body: {r}"))
             }
         })?;
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
-            ApiError::BadRequest(format!("the body is not the JSON this route takes: {e}"))
-        })
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::BadRequest(format!("the body is not the JSON this route takes: {e}")))
     }
 }
 
@@ -79,10 +79,7 @@ pub fn filter_pairs(filters: &Map<String, Value>) -> Result<Vec<(String, String)
         if !FILTER_KEYS.contains(&key.as_str()) {
             return Err(ApiError::invalid(
                 key,
-                format!(
-                    "unknown filter {key:?}; filters are {}",
-                    FILTER_KEYS.join(", ")
-                ),
+                format!("unknown filter {key:?}; filters are {}", FILTER_KEYS.join(", ")),
             ));
         }
         let scalar = |v: &Value| match v {

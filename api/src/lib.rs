@@ -63,12 +63,7 @@ struct Inner {
 pub struct AppState(Arc<Inner>);
 
 impl AppState {
-    pub fn new(
-        engine: Arc<Engine>,
-        store: Store,
-        pseudonyms: Pseudonyms,
-        settings: Settings,
-    ) -> Self {
+    pub fn new(engine: Arc<Engine>, store: Store, pseudonyms: Pseudonyms, settings: Settings) -> Self {
         AppState(Arc::new(Inner {
             engine,
             store,
@@ -100,14 +95,8 @@ impl AppState {
 }
 
 /// Adds a route with and without its trailing slash (api.md: it is optional).
-pub(crate) fn route(
-    router: Router<AppState>,
-    path: &str,
-    method: MethodRouter<AppState>,
-) -> Router<AppState> {
-    router
-        .route(&format!("{path}/"), method.clone())
-        .route(path, method)
+pub(crate) fn route(router: Router<AppState>, path: &str, method: MethodRouter<AppState>) -> Router<AppState> {
+    router.route(&format!("{path}/"), method.clone()).route(path, method)
 }
 
 /// The whole application.
@@ -122,10 +111,7 @@ pub fn app(state: AppState) -> Router {
         .merge(openapi::router())
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            ops::track,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ops::track))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CompressionLayer::new())
         .with_state(state)

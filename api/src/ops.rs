@@ -23,9 +23,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 
 /// Upper bounds (seconds) of the latency histogram's buckets.
-const BUCKETS: [f64; 12] = [
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+const BUCKETS: [f64; 12] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 #[derive(Debug, Default)]
 struct Histogram {
@@ -60,9 +58,7 @@ impl Metrics {
     }
 
     fn render(&self, out: &mut String) {
-        out.push_str(
-            "# HELP ocs_dash_http_requests_total HTTP requests by method, route and status.\n",
-        );
+        out.push_str("# HELP ocs_dash_http_requests_total HTTP requests by method, route and status.\n");
         out.push_str("# TYPE ocs_dash_http_requests_total counter\n");
         for ((method, route, status), n) in self.requests.lock().expect("metrics lock").iter() {
             let _ = writeln!(
@@ -71,9 +67,7 @@ impl Metrics {
                 label(route)
             );
         }
-        out.push_str(
-            "# HELP ocs_dash_http_request_duration_seconds HTTP request latency by route.\n",
-        );
+        out.push_str("# HELP ocs_dash_http_request_duration_seconds HTTP request latency by route.\n");
         out.push_str("# TYPE ocs_dash_http_request_duration_seconds histogram\n");
         for (route, h) in self.latency.lock().expect("metrics lock").iter() {
             let route = label(route);
@@ -106,9 +100,7 @@ impl Metrics {
 
 /// Escapes a Prometheus label value.
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// Logs and measures every request (route templates, never ids or queries, as labels).
@@ -119,11 +111,7 @@ pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Nex
         || "unmatched".to_string(),
         |p| p.as_str().trim_end_matches('/').to_string(),
     );
-    let route = if route.is_empty() {
-        "/".to_string()
-    } else {
-        route
-    };
+    let route = if route.is_empty() { "/".to_string() } else { route };
     let path = req.uri().path().to_string();
     let response = next.run(req).await;
     let seconds = start.elapsed().as_secs_f64();
@@ -208,18 +196,12 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     if let Ok(s) = engine.snapshot() {
         out.push_str("# HELP ocs_dash_snapshot_info The current snapshot's version.\n");
         out.push_str("# TYPE ocs_dash_snapshot_info gauge\n");
-        let _ = writeln!(
-            out,
-            "ocs_dash_snapshot_info{{version=\"{}\"}} 1",
-            label(&s.version)
+        let _ = writeln!(out, "ocs_dash_snapshot_info{{version=\"{}\"}} 1", label(&s.version));
+        out.push_str(
+            "# HELP ocs_dash_snapshot_as_of_seconds When the current snapshot's data was exported (Unix time).\n",
         );
-        out.push_str("# HELP ocs_dash_snapshot_as_of_seconds When the current snapshot's data was exported (Unix time).\n");
         out.push_str("# TYPE ocs_dash_snapshot_as_of_seconds gauge\n");
-        let _ = writeln!(
-            out,
-            "ocs_dash_snapshot_as_of_seconds {}",
-            s.manifest.as_of.timestamp()
-        );
+        let _ = writeln!(out, "ocs_dash_snapshot_as_of_seconds {}", s.manifest.as_of.timestamp());
         out.push_str("# HELP ocs_dash_snapshot_age_seconds Age of the current snapshot's data.\n");
         out.push_str("# TYPE ocs_dash_snapshot_age_seconds gauge\n");
         let age = (Utc::now() - s.manifest.as_of).num_milliseconds() as f64 / 1000.0;
@@ -245,28 +227,12 @@ mod tests {
         m.observe("GET", "/x", 404, 20.0);
         let mut out = String::new();
         m.render(&mut out);
-        assert!(out.contains(
-            "ocs_dash_http_requests_total{method=\"GET\",route=\"/x\",status=\"200\"} 2"
-        ));
-        assert!(out.contains(
-            "ocs_dash_http_requests_total{method=\"GET\",route=\"/x\",status=\"404\"} 1"
-        ));
-        assert!(out.contains(
-            "ocs_dash_http_request_duration_seconds_bucket{route=\"/x\",le=\"0.005\"} 1"
-        ));
-        assert!(
-            out.contains(
-                "ocs_dash_http_request_duration_seconds_bucket{route=\"/x\",le=\"0.25\"} 2"
-            )
-        );
-        assert!(
-            out.contains("ocs_dash_http_request_duration_seconds_bucket{route=\"/x\",le=\"10\"} 2")
-        );
-        assert!(
-            out.contains(
-                "ocs_dash_http_request_duration_seconds_bucket{route=\"/x\",le=\"+Inf\"} 3"
-            )
-        );
+        assert!(out.contains("ocs_dash_http_requests_total{method=\"GET\",route=\"/x\",status=\"200\"} 2"));
+        assert!(out.contains("ocs_dash_http_requests_total{method=\"GET\",route=\"/x\",status=\"404\"} 1"));
+        assert!(out.contains("ocs_dash_http_request_duration_seconds_bucket{route=\"/x\",le=\"0.005\"} 1"));
+        assert!(out.contains("ocs_dash_http_request_duration_seconds_bucket{route=\"/x\",le=\"0.25\"} 2"));
+        assert!(out.contains("ocs_dash_http_request_duration_seconds_bucket{route=\"/x\",le=\"10\"} 2"));
+        assert!(out.contains("ocs_dash_http_request_duration_seconds_bucket{route=\"/x\",le=\"+Inf\"} 3"));
         assert!(out.contains("ocs_dash_http_request_duration_seconds_count{route=\"/x\"} 3"));
     }
 }

@@ -44,11 +44,9 @@ pub fn escape(s: &str) -> String {
 
 /// Replaces `{{name}}` placeholders with HTML-escaped values.
 fn render(template: &str, values: &[(&str, &str)]) -> String {
-    values
-        .iter()
-        .fold(template.to_string(), |html, (name, value)| {
-            html.replace(&format!("{{{{{name}}}}}"), &escape(value))
-        })
+    values.iter().fold(template.to_string(), |html, (name, value)| {
+        html.replace(&format!("{{{{{name}}}}}"), &escape(value))
+    })
 }
 
 fn html(status: StatusCode, body: String) -> Response {
@@ -59,19 +57,10 @@ fn html(status: StatusCode, body: String) -> Response {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     // The one-click sign-in URL holds a key: never send it on as a referrer.
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response
 }
 
@@ -80,10 +69,7 @@ pub(crate) fn login(status: StatusCode, error: Option<&str>) -> Response {
     let error = error.map_or(String::new(), |e| {
         format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))
     });
-    html(
-        status,
-        include_str!("html/login.html").replace("{{error}}", &error),
-    )
+    html(status, include_str!("html/login.html").replace("{{error}}", &error))
 }
 
 /// The sign-out page (a button posting the CSRF token).
@@ -119,9 +105,7 @@ pub(crate) async fn dashboard(caller: Result<Caller, ApiError>) -> Response {
                 ],
             ),
         ),
-        Err(ApiError::Unauthorized) => {
-            (StatusCode::FOUND, [(header::LOCATION, "/login")]).into_response()
-        }
+        Err(ApiError::Unauthorized) => (StatusCode::FOUND, [(header::LOCATION, "/login")]).into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -184,22 +168,11 @@ mod tests {
 
     #[test]
     fn the_page_and_its_files_are_compiled_in() {
-        for placeholder in [
-            "{{team_slug}}",
-            "{{team_name}}",
-            "{{csrf_token}}",
-            "{{user}}",
-        ] {
-            assert!(
-                assets::DASHBOARD_HTML.contains(placeholder),
-                "{placeholder}"
-            );
+        for placeholder in ["{{team_slug}}", "{{team_name}}", "{{csrf_token}}", "{{user}}"] {
+            assert!(assets::DASHBOARD_HTML.contains(placeholder), "{placeholder}");
         }
         for file in ["dashboard.js", "dashboard.css", "vendor/chart.umd.min.js"] {
-            assert!(
-                assets::STATIC_FILES.iter().any(|(n, _)| *n == file),
-                "{file}"
-            );
+            assert!(assets::STATIC_FILES.iter().any(|(n, _)| *n == file), "{file}");
         }
     }
 }

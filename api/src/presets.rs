@@ -61,31 +61,17 @@ pub(crate) async fn save(
 ) -> Result<(StatusCode, Json<Preset>), ApiError> {
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::invalid(
-            "name",
-            "name must be 1 to 100 characters",
-        ));
+        return Err(ApiError::invalid("name", "name must be 1 to 100 characters"));
     }
     // Only valid filters are saved (dates stay as given: a relative range stays relative).
     Filters::parse(&filter_pairs(&body.filters)?, Utc::now())?;
     let preset = state
         .store()
-        .save_preset(
-            caller.team.id,
-            &caller.user,
-            name,
-            &body.filters,
-            body.is_default,
-        )
+        .save_preset(caller.team.id, &caller.user, name, &body.filters, body.is_default)
         .await?;
     state
         .store()
-        .audit(&caller.audit(
-            "preset.save",
-            &preset.id.to_string(),
-            Value::Object(body.filters),
-            1,
-        ))
+        .audit(&caller.audit("preset.save", &preset.id.to_string(), Value::Object(body.filters), 1))
         .await?;
     Ok((StatusCode::CREATED, Json(preset)))
 }
@@ -98,16 +84,8 @@ pub(crate) async fn save(
         (status = 404, body = crate::error::ErrorEnvelope),
     ),
     security(("bearer" = []), ("session" = [])))]
-pub(crate) async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Result<Json<Vec<Preset>>, ApiError> {
-    Ok(Json(
-        state
-            .store()
-            .list_presets(caller.team.id, &caller.user)
-            .await?,
-    ))
+pub(crate) async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<Preset>>, ApiError> {
+    Ok(Json(state.store().list_presets(caller.team.id, &caller.user).await?))
 }
 
 #[utoipa::path(get, path = "/a/{team_slug}/dashboard/filters/load/{id}/", tag = "presets",
@@ -146,21 +124,12 @@ pub(crate) async fn remove(
     PathParams((_team, id)): PathParams<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id = preset_id(&id)?;
-    if !state
-        .store()
-        .delete_preset(caller.team.id, &caller.user, id)
-        .await?
-    {
+    if !state.store().delete_preset(caller.team.id, &caller.user, id).await? {
         return Err(ApiError::NotFound("preset"));
     }
     state
         .store()
-        .audit(&caller.audit(
-            "preset.delete",
-            &id.to_string(),
-            Value::Object(Map::new()),
-            0,
-        ))
+        .audit(&caller.audit("preset.delete", &id.to_string(), Value::Object(Map::new()), 0))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -53,9 +53,7 @@ impl Pseudonyms {
                 let key = hex::decode(text.trim())
                     .ok()
                     .and_then(|k| <[u8; 32]>::try_from(k).ok())
-                    .ok_or_else(|| {
-                        Error::Invalid(format!("{} is not a 64-digit hex key", path.display()))
-                    })?;
+                    .ok_or_else(|| Error::Invalid(format!("{} is not a 64-digit hex key", path.display())))?;
                 Ok(Pseudonyms { key: Arc::new(key) })
             }
             Err(e) => Err(io("creating", e)),
@@ -65,8 +63,8 @@ impl Pseudonyms {
     /// The pseudonym of a participant: `p_` and 32 hex digits of
     /// HMAC-SHA256(key, "participant:<id>").
     pub fn participant(&self, participant_id: i64) -> String {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.key.as_slice())
-            .expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(self.key.as_slice()).expect("HMAC takes any key length");
         mac.update(format!("participant:{participant_id}").as_bytes());
         format!("p_{}", hex::encode(&mac.finalize().into_bytes()[..16]))
     }
@@ -86,9 +84,7 @@ mod tests {
         assert_eq!(a.participant(7).len(), 34);
         let other = tempfile::tempdir().unwrap();
         assert_ne!(
-            Pseudonyms::load_or_create(other.path())
-                .unwrap()
-                .participant(7),
+            Pseudonyms::load_or_create(other.path()).unwrap().participant(7),
             a.participant(7)
         );
     }

@@ -112,11 +112,7 @@ impl Store {
             None => {
                 std::fs::create_dir_all(data_dir)
                     .map_err(|e| Error::io(format!("creating {}", data_dir.display()), e))?;
-                Store::open(&format!(
-                    "sqlite://{}?mode=rwc",
-                    data_dir.join("meta.sqlite").display()
-                ))
-                .await
+                Store::open(&format!("sqlite://{}?mode=rwc", data_dir.join("meta.sqlite").display())).await
             }
         }
     }
@@ -140,9 +136,7 @@ impl Store {
             .await?;
         if backend == Backend::Sqlite {
             // Readers never wait for a writer; persistent in the file.
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&pool)
-                .await?;
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
         }
         match backend {
             Backend::Sqlite => SQLITE.run(&pool).await?,
@@ -226,13 +220,12 @@ impl Store {
     /// Revokes a key and ends its sessions; false when there is no such active key.
     pub async fn revoke_key(&self, id: i64) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let done =
-            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-                .bind(micros(Utc::now()))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(micros(Utc::now()))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         sqlx::query("DELETE FROM sessions WHERE key_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -261,14 +254,16 @@ impl Store {
             .bind(micros(now))
             .execute(&self.pool)
             .await?;
-        sqlx::query("INSERT INTO sessions (token_hash, key_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(token_hash)
-            .bind(key_id)
-            .bind(csrf)
-            .bind(micros(now))
-            .bind(micros(now + SESSION_TTL))
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, key_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_hash)
+        .bind(key_id)
+        .bind(csrf)
+        .bind(micros(now))
+        .bind(micros(now + SESSION_TTL))
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -369,14 +364,13 @@ impl Store {
 
     /// Deletes one of the user's presets in a team; false when there is none.
     pub async fn delete_preset(&self, team_id: i64, user: &str, id: i64) -> Result<bool> {
-        let done =
-            sqlx::query("DELETE FROM presets WHERE team_id = $1 AND user_name = $2 AND id = $3")
-                .bind(team_id)
-                .bind(user)
-                .bind(id)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+        let done = sqlx::query("DELETE FROM presets WHERE team_id = $1 AND user_name = $2 AND id = $3")
+            .bind(team_id)
+            .bind(user)
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         Ok(done == 1)
     }
 

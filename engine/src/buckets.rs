@@ -57,7 +57,8 @@ impl Buckets {
                 }
             }
             Granularity::Monthly => {
-                let mut d = NaiveDate::from_ymd_opt(f.start_date.year(), f.start_date.month(), 1).expect("first of month");
+                let mut d =
+                    NaiveDate::from_ymd_opt(f.start_date.year(), f.start_date.month(), 1).expect("first of month");
                 while d <= f.end_date {
                     starts.push(local_midnight(tz, d));
                     d = d + Months::new(1);
@@ -90,23 +91,25 @@ impl Buckets {
             vec![timestamp_type()],
             DataType::Int64,
             Volatility::Immutable,
-            Arc::new(move |args: &[ColumnarValue]| -> Result<ColumnarValue, DataFusionError> {
-                match &args[0] {
-                    ColumnarValue::Array(a) => {
-                        let ts = a.as_primitive::<TimestampMicrosecondType>();
-                        let out: Int64Array = if ts.null_count() == 0 {
-                            ts.values().iter().map(|v| index(*v)).collect::<Vec<_>>().into()
-                        } else {
-                            ts.iter().map(|v| v.map(&index)).collect()
-                        };
-                        Ok(ColumnarValue::Array(Arc::new(out)))
+            Arc::new(
+                move |args: &[ColumnarValue]| -> Result<ColumnarValue, DataFusionError> {
+                    match &args[0] {
+                        ColumnarValue::Array(a) => {
+                            let ts = a.as_primitive::<TimestampMicrosecondType>();
+                            let out: Int64Array = if ts.null_count() == 0 {
+                                ts.values().iter().map(|v| index(*v)).collect::<Vec<_>>().into()
+                            } else {
+                                ts.iter().map(|v| v.map(&index)).collect()
+                            };
+                            Ok(ColumnarValue::Array(Arc::new(out)))
+                        }
+                        ColumnarValue::Scalar(ScalarValue::TimestampMicrosecond(v, _)) => {
+                            Ok(ColumnarValue::Scalar(ScalarValue::Int64(v.map(&index))))
+                        }
+                        other => Err(DataFusionError::Internal(format!("bucket() got {other:?}"))),
                     }
-                    ColumnarValue::Scalar(ScalarValue::TimestampMicrosecond(v, _)) => {
-                        Ok(ColumnarValue::Scalar(ScalarValue::Int64(v.map(&index))))
-                    }
-                    other => Err(DataFusionError::Internal(format!("bucket() got {other:?}"))),
-                }
-            }),
+                },
+            ),
         )
     }
 }
@@ -131,7 +134,9 @@ mod tests {
 
     #[test]
     fn berlin_fall_back_day_has_25_hours_with_repeated_two_oclock() {
-        let b = buckets("date_range=custom&start_date=2026-10-25&end_date=2026-10-25&timezone=Europe/Berlin&granularity=hourly");
+        let b = buckets(
+            "date_range=custom&start_date=2026-10-25&end_date=2026-10-25&timezone=Europe/Berlin&granularity=hourly",
+        );
         assert_eq!(b.len(), 25);
         assert_eq!(b.name(0), "2026-10-25T00:00:00+02:00");
         assert_eq!(b.name(2), "2026-10-25T02:00:00+02:00");
@@ -152,7 +157,10 @@ mod tests {
         let b = buckets("start_date=2026-01-01&end_date=2026-01-02&timezone=Asia/Kolkata");
         assert_eq!(b.len(), 2);
         assert_eq!(b.name(0), "2026-01-01T00:00:00+05:30");
-        assert_eq!(b.starts[0].with_timezone(&Utc).to_rfc3339(), "2025-12-31T18:30:00+00:00");
+        assert_eq!(
+            b.starts[0].with_timezone(&Utc).to_rfc3339(),
+            "2025-12-31T18:30:00+00:00"
+        );
     }
 
     #[test]
@@ -162,7 +170,14 @@ mod tests {
         assert_eq!(b.len(), 3);
         let b = buckets("start_date=2026-02-15&end_date=2026-04-01&granularity=monthly&timezone=Europe/Berlin");
         let names: Vec<_> = (0..b.len()).map(|i| b.name(i)).collect();
-        assert_eq!(names, ["2026-02-01T00:00:00+01:00", "2026-03-01T00:00:00+01:00", "2026-04-01T00:00:00+02:00"]);
+        assert_eq!(
+            names,
+            [
+                "2026-02-01T00:00:00+01:00",
+                "2026-03-01T00:00:00+01:00",
+                "2026-04-01T00:00:00+02:00"
+            ]
+        );
     }
 
     #[test]

@@ -243,7 +243,12 @@ pub async fn compute(ctx: &SessionContext, chart: Chart, f: &Filters, o: &Option
     Ok(match chart {
         Chart::Overview => ChartData::Overview(overview(&q).await?),
         Chart::ActiveParticipants => {
-            let series = q.series(include_str!("../../sql/active_participants.sql"), &["active_participants"]).await?;
+            let series = q
+                .series(
+                    include_str!("../../sql/active_participants.sql"),
+                    &["active_participants"],
+                )
+                .await?;
             ChartData::ActiveParticipants(
                 q.names()
                     .zip(&series[0])
@@ -256,9 +261,14 @@ pub async fn compute(ctx: &SessionContext, chart: Chart, f: &Filters, o: &Option
         }
         Chart::SessionAnalytics => {
             let act = q
-                .series(include_str!("../../sql/session_activity.sql"), &["active_sessions", "active_participants"])
+                .series(
+                    include_str!("../../sql/session_activity.sql"),
+                    &["active_sessions", "active_participants"],
+                )
                 .await?;
-            let started = q.series(include_str!("../../sql/sessions_started.sql"), &["sessions_started"]).await?;
+            let started = q
+                .series(include_str!("../../sql/sessions_started.sql"), &["sessions_started"])
+                .await?;
             ChartData::SessionAnalytics(
                 q.names()
                     .enumerate()
@@ -273,7 +283,10 @@ pub async fn compute(ctx: &SessionContext, chart: Chart, f: &Filters, o: &Option
         }
         Chart::MessageVolume => {
             let s = q
-                .series(include_str!("../../sql/message_volume.sql"), &["human_messages", "ai_messages"])
+                .series(
+                    include_str!("../../sql/message_volume.sql"),
+                    &["human_messages", "ai_messages"],
+                )
                 .await?;
             ChartData::MessageVolume(
                 q.names()
@@ -305,7 +318,9 @@ struct Query<'a> {
 impl<'a> Query<'a> {
     fn new(ctx: &'a SessionContext, f: &Filters) -> Self {
         let (start, end) = f.window();
-        let ts = |t: DateTime<chrono_tz::Tz>| ScalarValue::TimestampMicrosecond(Some(t.timestamp_micros()), Some("UTC".into()));
+        let ts = |t: DateTime<chrono_tz::Tz>| {
+            ScalarValue::TimestampMicrosecond(Some(t.timestamp_micros()), Some("UTC".into()))
+        };
         let buckets = Buckets::new(f);
         ctx.register_udf(buckets.udf());
         Query {
@@ -360,7 +375,9 @@ fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<std::sync::A
 fn ints(batch: &RecordBatch, name: &str) -> Result<Vec<i64>> {
     let a = column(batch, name, &DataType::Int64)?;
     let a = a.as_primitive::<Int64Type>();
-    Ok((0..a.len()).map(|i| if a.is_null(i) { 0 } else { a.value(i) }).collect())
+    Ok((0..a.len())
+        .map(|i| if a.is_null(i) { 0 } else { a.value(i) })
+        .collect())
 }
 
 fn floats(batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
@@ -372,7 +389,9 @@ fn floats(batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
 fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
     let a = column(batch, name, &DataType::Utf8)?;
     let a = a.as_string::<i32>();
-    Ok((0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i).to_string())).collect())
+    Ok((0..a.len())
+        .map(|i| (!a.is_null(i)).then(|| a.value(i).to_string()))
+        .collect())
 }
 
 fn timestamps(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
@@ -513,10 +532,21 @@ async fn engaged(q: &Query<'_>, sql: &str, limit: usize) -> Result<Vec<EngagedPa
         .await?;
     let mut by_id = std::collections::HashMap::new();
     for b in &names {
-        let (ids, name, ident) = (ints(b, "participant_id")?, strings(b, "name")?, strings(b, "identifier")?);
+        let (ids, name, ident) = (
+            ints(b, "participant_id")?,
+            strings(b, "name")?,
+            strings(b, "identifier")?,
+        );
         for i in 0..b.num_rows() {
             let n = name[i].clone().unwrap_or_default();
-            by_id.insert(ids[i], if n.is_empty() { ident[i].clone().unwrap_or_default() } else { n });
+            by_id.insert(
+                ids[i],
+                if n.is_empty() {
+                    ident[i].clone().unwrap_or_default()
+                } else {
+                    n
+                },
+            );
         }
     }
     for p in &mut out {
@@ -590,7 +620,11 @@ pub fn percentile_cont(v: &[f64], p: f64) -> Option<f64> {
 async fn channel_breakdown(q: &Query<'_>) -> Result<ChannelBreakdown> {
     let mut platforms = Vec::new();
     for b in q.rows(include_str!("../../sql/channel_breakdown.sql")).await? {
-        let (p, s, parts) = (strings(&b, "platform")?, ints(&b, "sessions")?, ints(&b, "participants")?);
+        let (p, s, parts) = (
+            strings(&b, "platform")?,
+            ints(&b, "sessions")?,
+            ints(&b, "participants")?,
+        );
         let (h, a) = (ints(&b, "human_messages")?, ints(&b, "ai_messages")?);
         for i in 0..b.num_rows() {
             platforms.push(ChannelRow {
@@ -657,8 +691,12 @@ async fn tag_counts(q: &Query<'_>, sql: &str) -> Result<Vec<TagCategory>> {
         }
     }
     for g in &mut groups {
-        g.tags
-            .sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)).then(a.tag_id.cmp(&b.tag_id)));
+        g.tags.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| a.name.cmp(&b.name))
+                .then(a.tag_id.cmp(&b.tag_id))
+        });
     }
     groups.sort_by(|a, b| a.label.cmp(&b.label).then_with(|| a.category.cmp(&b.category)));
     Ok(groups)
@@ -694,7 +732,14 @@ mod tests {
         assert_eq!(h[0].count, 1);
         assert_eq!(h[9].count, 2);
         assert_eq!(h.iter().map(|b| b.count).sum::<i64>(), 11);
-        assert_eq!(histogram(&[3.0, 3.0]), vec![LengthBin { bin_start: 3.0, bin_end: 3.0, count: 2 }]);
+        assert_eq!(
+            histogram(&[3.0, 3.0]),
+            vec![LengthBin {
+                bin_start: 3.0,
+                bin_end: 3.0,
+                count: 2
+            }]
+        );
         assert!(histogram(&[]).is_empty());
     }
 

@@ -11,10 +11,10 @@ use datafusion::arrow::datatypes::Int64Type;
 use moka::future::Cache;
 use serde::Serialize;
 
+use crate::buckets::Buckets;
 use crate::charts::{self, Chart, ChartData};
 use crate::error::{Error, Result};
 use crate::filters::{Filters, Options};
-use crate::buckets::Buckets;
 use crate::scope::{Activity, team_scope};
 use crate::snapshot::{DataDir, Manifest, SLOT_MICROS};
 
@@ -177,10 +177,20 @@ impl Engine {
     }
 
     /// Answers one chart for one team (by id, from the caller's credential).
-    pub async fn chart(&self, snapshot: &Snapshot, team_id: i64, chart: Chart, filters: &Filters, options: &Options) -> Result<ChartResponse> {
+    pub async fn chart(
+        &self,
+        snapshot: &Snapshot,
+        team_id: i64,
+        chart: Chart,
+        filters: &Filters,
+        options: &Options,
+    ) -> Result<ChartResponse> {
         // Options only matter to the charts that read them; one key otherwise.
         let options = match chart {
-            Chart::BotPerformance => Options { limit: 10, ..options.clone() },
+            Chart::BotPerformance => Options {
+                limit: 10,
+                ..options.clone()
+            },
             Chart::UserEngagement => Options {
                 limit: options.limit,
                 ..Options::default()
@@ -190,7 +200,13 @@ impl Engine {
         self.asked.fetch_add(1, Ordering::Relaxed);
         let compute = async {
             self.computed.fetch_add(1, Ordering::Relaxed);
-            let ctx = team_scope(&snapshot.dir, team_id, filters, choose_activity(&snapshot.manifest, filters)).await?;
+            let ctx = team_scope(
+                &snapshot.dir,
+                team_id,
+                filters,
+                choose_activity(&snapshot.manifest, filters),
+            )
+            .await?;
             charts::compute(&ctx, chart, filters, &options).await.map(Arc::new)
         };
         let data = match &self.cache {
@@ -237,7 +253,9 @@ impl Engine {
 /// covers the window and the window's edges and every bucket start fall on
 /// slot boundaries (true for every current time zone; checked, not assumed).
 pub fn choose_activity(manifest: &Manifest, filters: &Filters) -> Activity {
-    let Some(coverage) = manifest.rollup else { return Activity::Raw };
+    let Some(coverage) = manifest.rollup else {
+        return Activity::Raw;
+    };
     let (start, end) = filters.window();
     let aligned = |t: i64| t.rem_euclid(SLOT_MICROS) == 0;
     let buckets = Buckets::new(filters);

@@ -157,7 +157,10 @@ fn single<'a>(pairs: &'a [(String, String)], name: &str) -> Result<Option<&'a st
     let mut values = pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.trim());
     let first = values.next();
     if let Some(other) = values.find(|v| Some(*v) != first) {
-        return Err(invalid(name, format!("{name} was given twice ({} and {other})", first.unwrap_or(""))));
+        return Err(invalid(
+            name,
+            format!("{name} was given twice ({} and {other})", first.unwrap_or("")),
+        ));
     }
     Ok(first.filter(|v| !v.is_empty()))
 }
@@ -190,15 +193,21 @@ impl Filters {
     pub fn parse(pairs: &[(String, String)], now: DateTime<Utc>) -> Result<(Filters, Options)> {
         let timezone = match single(pairs, "timezone")? {
             None => Tz::UTC,
-            Some(v) => v
-                .parse::<Tz>()
-                .map_err(|_| invalid("timezone", format!("timezone must be an IANA zone name like Europe/Berlin, got {v:?}")))?,
+            Some(v) => v.parse::<Tz>().map_err(|_| {
+                invalid(
+                    "timezone",
+                    format!("timezone must be an IANA zone name like Europe/Berlin, got {v:?}"),
+                )
+            })?,
         };
         let granularity = match single(pairs, "granularity")? {
             None => Granularity::Daily,
-            Some(v) => v
-                .parse()
-                .map_err(|_| invalid("granularity", "granularity must be one of hourly, daily, weekly, monthly"))?,
+            Some(v) => v.parse().map_err(|_| {
+                invalid(
+                    "granularity",
+                    "granularity must be one of hourly, daily, weekly, monthly",
+                )
+            })?,
         };
         let start = date(pairs, "start_date")?;
         let end = date(pairs, "end_date")?;
@@ -207,7 +216,10 @@ impl Filters {
             (Some("custom"), Some(s), Some(e)) | (None, Some(s), Some(e)) => (s, e),
             (Some("custom"), _, _) | (None, Some(_), None) | (None, None, Some(_)) => {
                 let missing = if start.is_none() { "start_date" } else { "end_date" };
-                return Err(invalid(missing, format!("{missing} is required with a custom date range")));
+                return Err(invalid(
+                    missing,
+                    format!("{missing} is required with a custom date range"),
+                ));
             }
             (Some(v), _, _) => {
                 let days: u64 = match v {
@@ -215,7 +227,12 @@ impl Filters {
                     "30" => 30,
                     "90" => 90,
                     "365" => 365,
-                    _ => return Err(invalid("date_range", "date_range must be one of 7, 30, 90, 365, custom")),
+                    _ => {
+                        return Err(invalid(
+                            "date_range",
+                            "date_range must be one of 7, 30, 90, 365, custom",
+                        ));
+                    }
                 };
                 let today = now.with_timezone(&timezone).date_naive();
                 (today - Days::new(days - 1), today)
@@ -231,8 +248,12 @@ impl Filters {
         let mut experiments = list(pairs, "experiments")
             .into_iter()
             .map(|v| {
-                v.parse::<i64>()
-                    .map_err(|_| invalid("experiments", format!("experiments must be chatbot ids (integers), got {v:?}")))
+                v.parse::<i64>().map_err(|_| {
+                    invalid(
+                        "experiments",
+                        format!("experiments must be chatbot ids (integers), got {v:?}"),
+                    )
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         experiments.sort_unstable();
@@ -246,7 +267,10 @@ impl Filters {
                     .map(|(p, _)| p.to_string())
                     .ok_or_else(|| {
                         let all: Vec<_> = PLATFORMS.iter().map(|(p, _)| *p).collect();
-                        invalid("channels", format!("channels must be platform values ({}), got {v:?}", all.join(", ")))
+                        invalid(
+                            "channels",
+                            format!("channels must be platform values ({}), got {v:?}", all.join(", ")),
+                        )
                     })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -254,10 +278,14 @@ impl Filters {
         channels.dedup();
         let order_by = match single(pairs, "order_by")? {
             None => BotOrder::Messages,
-            Some(v) => BOT_ORDERS.iter().find(|(n, _)| *n == v).map(|(_, o)| *o).ok_or_else(|| {
-                let all: Vec<_> = BOT_ORDERS.iter().map(|(n, _)| *n).collect();
-                invalid("order_by", format!("order_by must be one of {}", all.join(", ")))
-            })?,
+            Some(v) => BOT_ORDERS
+                .iter()
+                .find(|(n, _)| *n == v)
+                .map(|(_, o)| *o)
+                .ok_or_else(|| {
+                    let all: Vec<_> = BOT_ORDERS.iter().map(|(n, _)| *n).collect();
+                    invalid("order_by", format!("order_by must be one of {}", all.join(", ")))
+                })?,
         };
         let descending = match single(pairs, "order_dir")? {
             None | Some("desc") => true,
@@ -283,7 +311,9 @@ impl Filters {
         if buckets > MAX_BUCKETS {
             return Err(invalid(
                 "granularity",
-                format!("the window would have {buckets} {granularity} buckets (at most {MAX_BUCKETS}): choose a coarser granularity or a shorter range"),
+                format!(
+                    "the window would have {buckets} {granularity} buckets (at most {MAX_BUCKETS}): choose a coarser granularity or a shorter range"
+                ),
             ));
         }
         Ok((filters, options))

@@ -76,7 +76,12 @@ pub enum Activity {
 /// `f_session_tags`, and `f_activity`: turn activity with columns
 /// `session_id, chatbot_id, participant_id, platform, created_at, human, ai,
 /// last_human_at`, one row per turn or per slot depending on `activity`.
-pub async fn team_scope(version_dir: &Path, team_id: i64, filters: &Filters, activity: Activity) -> Result<SessionContext> {
+pub async fn team_scope(
+    version_dir: &Path,
+    team_id: i64,
+    filters: &Filters,
+    activity: Activity,
+) -> Result<SessionContext> {
     let ctx = SessionContext::new_with_config(engine_config());
     for name in TEAM_TABLES {
         register_team_table(&ctx, version_dir, team_id, table(name).expect("known table"))?;
@@ -93,7 +98,11 @@ pub async fn team_scope(version_dir: &Path, team_id: i64, filters: &Filters, act
             .filter(|id| own.contains(id))
             .map(|id| lit(*id))
             .collect();
-        if ids.is_empty() { lit(false) } else { col("chatbot_id").in_list(ids, false) }
+        if ids.is_empty() {
+            lit(false)
+        } else {
+            col("chatbot_id").in_list(ids, false)
+        }
     };
     let platforms = in_list("platform", filters.channels.iter().map(|p| lit(p.as_str())).collect());
     let listed = !col("is_archived");
@@ -109,8 +118,12 @@ pub async fn team_scope(version_dir: &Path, team_id: i64, filters: &Filters, act
                 col("participant_id"),
                 col("platform"),
                 col("created_at"),
-                when(col("message_type").eq(lit("human")), lit(1i64)).otherwise(lit(0i64))?.alias("human"),
-                when(col("message_type").eq(lit("ai")), lit(1i64)).otherwise(lit(0i64))?.alias("ai"),
+                when(col("message_type").eq(lit("human")), lit(1i64))
+                    .otherwise(lit(0i64))?
+                    .alias("human"),
+                when(col("message_type").eq(lit("ai")), lit(1i64))
+                    .otherwise(lit(0i64))?
+                    .alias("ai"),
                 when(col("message_type").eq(lit("human")), col("created_at"))
                     .end()?
                     .alias("last_human_at"),
@@ -134,7 +147,11 @@ pub async fn team_scope(version_dir: &Path, team_id: i64, filters: &Filters, act
     ctx.register_table("f_activity", activity_view.into_view())?;
     let views: [(&str, &str, Vec<Expr>); 4] = [
         ("f_chatbots", "chatbots", vec![listed, bots.clone()]),
-        ("f_sessions", "sessions", vec![col("counted"), bots.clone(), platforms.clone()]),
+        (
+            "f_sessions",
+            "sessions",
+            vec![col("counted"), bots.clone(), platforms.clone()],
+        ),
         ("f_message_tags", "message_tags", vec![bots.clone(), platforms.clone()]),
         ("f_session_tags", "session_tags", vec![bots, platforms]),
     ];
@@ -152,7 +169,13 @@ async fn team_chatbot_ids(ctx: &SessionContext) -> Result<std::collections::Hash
     use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::Int64Type;
     let mut ids = std::collections::HashSet::new();
-    for b in ctx.table("chatbots").await?.select_columns(&["chatbot_id"])?.collect().await? {
+    for b in ctx
+        .table("chatbots")
+        .await?
+        .select_columns(&["chatbot_id"])?
+        .collect()
+        .await?
+    {
         ids.extend(b.column(0).as_primitive::<Int64Type>().values().iter().copied());
     }
     Ok(ids)

@@ -306,11 +306,7 @@ impl DataDir {
 
     /// A fresh, sortable version name.
     pub fn new_version_name(now: DateTime<Utc>) -> String {
-        format!(
-            "{}-{:08x}",
-            now.format("%Y%m%dT%H%M%S%.6fZ"),
-            rand_suffix()
-        )
+        format!("{}-{:08x}", now.format("%Y%m%dT%H%M%S%.6fZ"), rand_suffix())
     }
 
     /// The current version, if any snapshot was ever published.
@@ -325,8 +321,7 @@ impl DataDir {
 
     /// The current version, or [`Error::NoSnapshot`].
     pub fn require_current(&self) -> Result<String> {
-        self.current()?
-            .ok_or_else(|| Error::NoSnapshot(self.root.clone()))
+        self.current()?.ok_or_else(|| Error::NoSnapshot(self.root.clone()))
     }
 
     /// Reads a version's manifest.
@@ -435,7 +430,9 @@ fn fsync_dir(path: &Path) -> Result<()> {
 fn fsync_tree(path: &Path) -> Result<()> {
     let entries = fs::read_dir(path).map_err(|e| Error::io(format!("listing {}", path.display()), e))?;
     for entry in entries {
-        let p = entry.map_err(|e| Error::io(format!("listing {}", path.display()), e))?.path();
+        let p = entry
+            .map_err(|e| Error::io(format!("listing {}", path.display()), e))?
+            .path();
         if p.is_dir() {
             fsync_tree(&p)?;
         } else {

@@ -5,13 +5,17 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The database could not be reached or refused us.
-    #[error("cannot connect to the database: {0}. Check --database-url (postgres://user:password@host:port/dbname) and that the server is running")]
+    #[error(
+        "cannot connect to the database: {0}. Check --database-url (postgres://user:password@host:port/dbname) and that the server is running"
+    )]
     Connect(#[source] sqlx::Error),
     /// The database lacks OCS tables.
     #[error("the database has no Open Chat Studio tables ({missing}): point --database-url at an OCS database")]
     NotOcs { missing: String },
     /// `generate` refuses a database that already holds OCS data.
-    #[error("the database already holds Open Chat Studio rows ({table} is not empty): generate fills only empty databases; use a new database")]
+    #[error(
+        "the database already holds Open Chat Studio rows ({table} is not empty): generate fills only empty databases; use a new database"
+    )]
     NotEmpty { table: String },
     /// The data directory cannot be written.
     #[error("cannot write to the data directory {path}: {source}. Pass a writable --data directory")]

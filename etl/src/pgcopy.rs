@@ -193,10 +193,7 @@ impl CopyDecoder {
             return Ok(None);
         }
         if n as usize != self.builders.len() {
-            return Err(Error::Copy(format!(
-                "expected {} fields, got {n}",
-                self.builders.len()
-            )));
+            return Err(Error::Copy(format!("expected {} fields, got {n}", self.builders.len())));
         }
         let mut at = pos + 2;
         for _ in 0..n {

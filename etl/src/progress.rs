@@ -56,7 +56,14 @@ impl Progress {
     /// The step ended with `rows` rows.
     pub fn done(&self, what: &str, name: &str, rows: u64) {
         let secs = self.step_started.elapsed().as_secs_f64();
-        tracing::info!(step = what, table = name, rows, secs, rows_per_sec = (rows as f64 / secs.max(1e-9)) as u64, "step done");
+        tracing::info!(
+            step = what,
+            table = name,
+            rows,
+            secs,
+            rows_per_sec = (rows as f64 / secs.max(1e-9)) as u64,
+            "step done"
+        );
     }
 
     /// Removes the bar from the terminal.

@@ -68,7 +68,15 @@ pub async fn prune(data_dir: &Path, days: u64, keep: usize) -> Result<Manifest> 
     let from = last - Days::new(days.saturating_sub(1));
     let old = m.rollup.unwrap_or(RollupCoverage { from: None, to: None });
     let from = old.from.map_or(from, |f| f.max(from));
-    rebuild(data_dir, RollupCoverage { from: Some(from), to: old.to }, keep).await
+    rebuild(
+        data_dir,
+        RollupCoverage {
+            from: Some(from),
+            to: old.to,
+        },
+        keep,
+    )
+    .await
 }
 
 /// Hard-links every file of `src` into `dst`, except the folder `skip`.

@@ -17,6 +17,7 @@
 //!    inserted late (a transaction that committed after the previous export
 //!    with a lower id),
 //! 3. reads only messages above the watermark.
+//!
 //! If the check in 2 fails, the run falls back to reading every message and
 //! says so in its summary. OCS never edits a message's `chat_id`,
 //! `message_type` or `created_at` after insert; an edit of those in place is
@@ -75,7 +76,13 @@ pub struct Summary {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "snapshot {} ({}), data as of {}", self.version, self.mode, self.as_of.to_rfc3339())?;
+        writeln!(
+            f,
+            "snapshot {} ({}), data as of {}",
+            self.version,
+            self.mode,
+            self.as_of.to_rfc3339()
+        )?;
         if let Some(why) = &self.fallback {
             writeln!(f, "  read every message: {why}")?;
         }
@@ -129,7 +136,11 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
     let info = postgres::inspect(&mut conn).await?;
     let dir = DataDir::new(&opts.data_dir);
     prepare_data_dir(&dir)?;
-    let previous = if opts.full { None } else { previous_postgres_manifest(&dir)? };
+    let previous = if opts.full {
+        None
+    } else {
+        previous_postgres_manifest(&dir)?
+    };
 
     sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut conn)
@@ -175,14 +186,20 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
 
     if incremental_from.is_some() {
         stage.register(&ctx, messages, "new_chat_chatmessage").await?;
-        ctx.sql("CREATE VIEW chat_chatmessage AS SELECT * FROM kept_messages UNION ALL SELECT * FROM new_chat_chatmessage")
-            .await?
-            .collect()
-            .await?;
+        ctx.sql(
+            "CREATE VIEW chat_chatmessage AS SELECT * FROM kept_messages UNION ALL SELECT * FROM new_chat_chatmessage",
+        )
+        .await?
+        .collect()
+        .await?;
     } else {
         stage.register(&ctx, messages, MESSAGES).await?;
     }
-    let mode = if incremental_from.is_some() { "incremental" } else { "full" };
+    let mode = if incremental_from.is_some() {
+        "incremental"
+    } else {
+        "full"
+    };
     let manifest = finish_snapshot(
         &ctx,
         &dir,
@@ -302,7 +319,12 @@ async fn finish_snapshot(
 
 async fn team_ids(ctx: &SessionContext) -> Result<Vec<i64>> {
     let mut ids = Vec::new();
-    for b in ctx.sql("SELECT team_id FROM snap_teams ORDER BY team_id").await?.collect().await? {
+    for b in ctx
+        .sql("SELECT team_id FROM snap_teams ORDER BY team_id")
+        .await?
+        .collect()
+        .await?
+    {
         let col = b.column(0).as_primitive::<Int64Type>();
         ids.extend((0..col.len()).map(|i| col.value(i)));
     }
@@ -313,7 +335,10 @@ async fn team_ids(ctx: &SessionContext) -> Result<Vec<i64>> {
 /// fixture, see [`crate::fixture`]), through the same transform as the ETL.
 pub async fn snapshot_from_batches(
     data_dir: &Path,
-    batches: Vec<(&'static crate::source::SourceTable, datafusion::arrow::array::RecordBatch)>,
+    batches: Vec<(
+        &'static crate::source::SourceTable,
+        datafusion::arrow::array::RecordBatch,
+    )>,
     as_of: DateTime<Utc>,
 ) -> Result<Manifest> {
     let dir = DataDir::new(data_dir);

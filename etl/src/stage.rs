@@ -26,7 +26,10 @@ pub struct Stage {
 
 impl std::fmt::Debug for Stage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stage").field("dir", &self.dir).field("rows", &self.rows).finish()
+        f.debug_struct("Stage")
+            .field("dir", &self.dir)
+            .field("rows", &self.rows)
+            .finish()
     }
 }
 

@@ -74,7 +74,12 @@ pub async fn run(ctx: &SessionContext, version_dir: &Path) -> Result<Transformed
         let started = std::time::Instant::now();
         let df = ctx.sql(sql).await?;
         let rows = crate::write::write_table(df, def, version_dir).await?;
-        tracing::info!(table = name, rows, ms = started.elapsed().as_millis() as u64, "wrote snapshot table");
+        tracing::info!(
+            table = name,
+            rows,
+            ms = started.elapsed().as_millis() as u64,
+            "wrote snapshot table"
+        );
         register_table(ctx, &format!("snap_{name}"), &version_dir.join(name), def)?;
         out.tables.insert(name.to_string(), rows);
     }

@@ -27,7 +27,9 @@ pub const FILE_ROWS: usize = 8 * 1024 * 1024;
 /// run, without the team column. Pure: no I/O.
 pub fn split_by_team(batch: &RecordBatch) -> Vec<(i64, RecordBatch)> {
     let teams = batch.column(0).as_primitive::<Int64Type>();
-    let rest = batch.project(&(1..batch.num_columns()).collect::<Vec<_>>()).expect("valid projection");
+    let rest = batch
+        .project(&(1..batch.num_columns()).collect::<Vec<_>>())
+        .expect("valid projection");
     let mut out = Vec::new();
     let mut start = 0;
     while start < batch.num_rows() {
@@ -101,10 +103,7 @@ pub async fn write_table(df: DataFrame, def: &TableDef, version_dir: &Path) -> R
         let batch = batch?;
         total += batch.num_rows() as u64;
         let pieces = if def.partitioned {
-            split_by_team(&batch)
-                .into_iter()
-                .map(|(t, b)| (Some(t), b))
-                .collect()
+            split_by_team(&batch).into_iter().map(|(t, b)| (Some(t), b)).collect()
         } else {
             vec![(None, batch)]
         };

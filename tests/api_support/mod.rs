@@ -138,18 +138,9 @@ impl Fixture {
         let snapshot = engine.snapshot().unwrap();
         let (team_a, team_b) = (snapshot.teams[0].clone(), snapshot.teams[1].clone());
         let store = TestStore::new(backend, tag).await;
-        let alice = auth::create_key(&store.store, &team_a, "alice")
-            .await
-            .unwrap()
-            .secret;
-        let bob = auth::create_key(&store.store, &team_a, "bob")
-            .await
-            .unwrap()
-            .secret;
-        let alice_b = auth::create_key(&store.store, &team_b, "alice")
-            .await
-            .unwrap()
-            .secret;
+        let alice = auth::create_key(&store.store, &team_a, "alice").await.unwrap().secret;
+        let bob = auth::create_key(&store.store, &team_a, "bob").await.unwrap().secret;
+        let alice_b = auth::create_key(&store.store, &team_b, "alice").await.unwrap().secret;
         let state = AppState::new(
             engine.clone(),
             store.store.clone(),
@@ -227,21 +218,13 @@ impl Fixture {
         let mut out = Vec::new();
         for b in batches {
             for c in 0..2 {
-                let col = datafusion::arrow::compute::cast(
-                    b.column(c),
-                    &datafusion::arrow::datatypes::DataType::Utf8,
-                )
-                .unwrap();
+                let col = datafusion::arrow::compute::cast(b.column(c), &datafusion::arrow::datatypes::DataType::Utf8)
+                    .unwrap();
                 let col = col
                     .as_any()
                     .downcast_ref::<datafusion::arrow::array::StringArray>()
                     .unwrap();
-                out.extend(
-                    col.iter()
-                        .flatten()
-                        .filter(|s| s.len() >= 3)
-                        .map(str::to_string),
-                );
+                out.extend(col.iter().flatten().filter(|s| s.len() >= 3).map(str::to_string));
             }
         }
         out
@@ -265,11 +248,7 @@ impl Reply {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let body = r.into_body().collect().await.unwrap().to_bytes().to_vec();
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply { status, headers, body }
     }
 
     pub fn json(&self) -> Value {
@@ -291,19 +270,14 @@ impl Reply {
         let body = self.json();
         let e = body["error"].clone();
         assert_eq!(e["code"], code, "{body}");
-        assert!(
-            e["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{body}"
-        );
+        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
         e
     }
 }
 
 /// A query string's pairs.
 pub fn pairs(query: &str) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect()
+    form_urlencoded::parse(query.as_bytes()).into_owned().collect()
 }
 
 /// Equal JSON, floats within 1e-12 relative (serde_json's default float
@@ -330,9 +304,9 @@ fn close(a: &Value, b: &Value, path: &str) -> Result<(), String> {
             .zip(y)
             .enumerate()
             .try_for_each(|(i, (x, y))| close(x, y, &format!("{path}[{i}]"))),
-        (Value::Object(x), Value::Object(y)) if x.keys().eq(y.keys()) => x
-            .iter()
-            .try_for_each(|(k, v)| close(v, &y[k], &format!("{path}.{k}"))),
+        (Value::Object(x), Value::Object(y)) if x.keys().eq(y.keys()) => {
+            x.iter().try_for_each(|(k, v)| close(v, &y[k], &format!("{path}.{k}")))
+        }
         _ if a == b => Ok(()),
         _ => Err(format!("{path}: {a} vs {b}")),
     }

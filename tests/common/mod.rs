@@ -35,12 +35,17 @@ pub struct TestDb {
 impl TestDb {
     pub async fn create(tag: &str) -> TestDb {
         let name = format!("ocs_dash_test_{tag}_{}", std::process::id());
-        let mut admin = PgConnection::connect(&admin_url()).await.expect("test Postgres reachable (OCS_DASH_TEST_PG)");
+        let mut admin = PgConnection::connect(&admin_url())
+            .await
+            .expect("test Postgres reachable (OCS_DASH_TEST_PG)");
         admin
             .execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
             .await
             .unwrap();
-        admin.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+        admin
+            .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .unwrap();
         TestDb {
             url: url_for(&name),
             name,
@@ -54,7 +59,9 @@ impl TestDb {
     /// Runs statements (several allowed, no parameters).
     pub async fn exec(&self, sql: &str) {
         let mut c = self.conn().await;
-        c.execute(AssertSqlSafe(sql.to_string())).await.unwrap_or_else(|e| panic!("{e}: {sql}"));
+        c.execute(AssertSqlSafe(sql.to_string()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}: {sql}"));
     }
 
     pub async fn scalar_i64(&self, sql: &str) -> i64 {
@@ -68,7 +75,10 @@ impl TestDb {
     pub async fn drop_db(self) {
         let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
         admin
-            .execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
+            .execute(AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
             .await
             .unwrap();
     }
@@ -102,7 +112,8 @@ pub async fn snapshot_i64(data: &Path, sql: &str) -> i64 {
     let ctx = SessionContext::new();
     register_all(&ctx, &dir, &version, "").unwrap();
     let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-    let col = datafusion::arrow::compute::cast(batches[0].column(0), &datafusion::arrow::datatypes::DataType::Int64).unwrap();
+    let col =
+        datafusion::arrow::compute::cast(batches[0].column(0), &datafusion::arrow::datatypes::DataType::Int64).unwrap();
     col.as_any()
         .downcast_ref::<datafusion::arrow::array::Int64Array>()
         .unwrap()

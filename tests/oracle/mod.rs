@@ -273,9 +273,7 @@ b AS (
     /// The bucket key (see [`Q::buckets_cte`]) of instant `col`; needs `p` in scope.
     fn key(&self, col: &str) -> String {
         match self.unit() {
-            None => format!(
-                "p.ws + make_interval(hours => floor(extract(epoch FROM ({col} - p.ws)) / 3600)::int)"
-            ),
+            None => format!("p.ws + make_interval(hours => floor(extract(epoch FROM ({col} - p.ws)) / 3600)::int)"),
             Some(unit) => format!("date_trunc('{unit}', {col} AT TIME ZONE p.tz)"),
         }
     }
@@ -292,12 +290,7 @@ b AS (
 
     /// A time series: `SELECT bucket, <cols> FROM b ... ORDER BY b_start`, where
     /// `joins` left-joins per-key aggregates onto `b.k`.
-    async fn series(
-        &self,
-        conn: &mut PgConnection,
-        cols: &[(&str, &str)],
-        joins: &str,
-    ) -> Vec<Value> {
+    async fn series(&self, conn: &mut PgConnection, cols: &[(&str, &str)], joins: &str) -> Vec<Value> {
         let body = format!(
             "{buckets}
 SELECT to_char(b.b_start AT TIME ZONE p.tz, 'YYYY-MM-DD\"T\"HH24:MI:SS')
@@ -313,7 +306,11 @@ CROSS JOIN LATERAL (
 {joins}
 ORDER BY b.b_start",
             buckets = self.buckets_cte(),
-            select = cols.iter().map(|(expr, name)| format!("({expr})::int8 AS {name}")).collect::<Vec<_>>().join(", "),
+            select = cols
+                .iter()
+                .map(|(expr, name)| format!("({expr})::int8 AS {name}"))
+                .collect::<Vec<_>>()
+                .join(", "),
         );
         let rows = self.rows(conn, &body).await;
         rows.iter()
@@ -392,25 +389,14 @@ async fn active_participants(conn: &mut PgConnection, q: &Q<'_>) -> Value {
         "x.message_type = 'human'",
     );
     Value::Array(
-        q.series(
-            conn,
-            &[("COALESCE(ap.n, 0)", "active_participants")],
-            &joins,
-        )
-        .await,
+        q.series(conn, &[("COALESCE(ap.n, 0)", "active_participants")], &joins)
+            .await,
     )
 }
 
 async fn session_analytics(conn: &mut PgConnection, q: &Q<'_>) -> Value {
     let joins = [
-        per_key(
-            q,
-            "asx",
-            "count(DISTINCT x.session_id)",
-            "wt",
-            "created_at",
-            "true",
-        ),
+        per_key(q, "asx", "count(DISTINCT x.session_id)", "wt", "created_at", "true"),
         per_key(
             q,
             "st",
@@ -439,22 +425,8 @@ async fn session_analytics(conn: &mut PgConnection, q: &Q<'_>) -> Value {
 
 async fn message_volume(conn: &mut PgConnection, q: &Q<'_>) -> Value {
     let joins = [
-        per_key(
-            q,
-            "h",
-            "count(*)",
-            "wt",
-            "created_at",
-            "x.message_type = 'human'",
-        ),
-        per_key(
-            q,
-            "a",
-            "count(*)",
-            "wt",
-            "created_at",
-            "x.message_type = 'ai'",
-        ),
+        per_key(q, "h", "count(*)", "wt", "created_at", "x.message_type = 'human'"),
+        per_key(q, "a", "count(*)", "wt", "created_at", "x.message_type = 'ai'"),
     ]
     .join("\n");
     let cols = [
@@ -514,10 +486,7 @@ ORDER BY {sort_col} {dir} NULLS LAST, chatbot_id ASC"
     );
     let rows = q.rows(conn, &body).await;
     let total_count = rows.first().map_or(0, |r| r.get::<i64, _>("total_count"));
-    assert!(
-        f.page >= 1 && f.page_size >= 1,
-        "oracle: page and page_size start at 1"
-    );
+    assert!(f.page >= 1 && f.page_size >= 1, "oracle: page and page_size start at 1");
     let results: Vec<Value> = rows
         .iter()
         .skip(((f.page - 1) * f.page_size) as usize)
@@ -604,10 +573,7 @@ LIMIT $7"
     let most_active = lists.pop().unwrap();
 
     let total_participants: i64 = q
-        .one(
-            conn,
-            &format!("{authors}\nSELECT count(*) AS n FROM authors"),
-        )
+        .one(conn, &format!("{authors}\nSELECT count(*) AS n FROM authors"))
         .await
         .get("n");
 

@@ -101,12 +101,7 @@ impl TableBuf {
     /// Appends a row (values in the table's column order). A value whose
     /// kind does not match its column is a bug in the generator.
     pub(super) fn push(&mut self, row: &[V<'_>]) {
-        assert_eq!(
-            row.len(),
-            self.cols.len(),
-            "row width for {}",
-            self.table.name
-        );
+        assert_eq!(row.len(), self.cols.len(), "row width for {}", self.table.name);
         for (col, v) in self.cols.iter_mut().zip(row) {
             match (col, *v) {
                 (Col::Int(b), V::I(x)) => b.append_value(x),
@@ -117,10 +112,7 @@ impl TableBuf {
                 (Col::Bool(b), V::N) => b.append_null(),
                 (Col::Ts(b), V::T(x)) => b.append_value(x),
                 (Col::Ts(b), V::N) => b.append_null(),
-                (c, v) => panic!(
-                    "generator bug: {v:?} in a {c:?} column of {}",
-                    self.table.name
-                ),
+                (c, v) => panic!("generator bug: {v:?} in a {c:?} column of {}", self.table.name),
             }
         }
         self.rows += 1;
@@ -201,10 +193,7 @@ impl Out {
     }
 
     /// Hands over everything left; returns the rows per table.
-    pub(super) async fn flush_all<S: BatchSink>(
-        &mut self,
-        sink: &mut S,
-    ) -> Result<BTreeMap<String, u64>> {
+    pub(super) async fn flush_all<S: BatchSink>(&mut self, sink: &mut S) -> Result<BTreeMap<String, u64>> {
         for i in 0..self.bufs.len() {
             self.flush(i, sink).await?;
         }

@@ -49,9 +49,7 @@ fn ts(us: i64) -> DateTime<Utc> {
 /// transaction; deterministic from `seed` and the database's contents.
 /// Returns rows touched per kind.
 pub async fn simulate_day(database_url: &str, seed: u64) -> Result<BTreeMap<String, u64>> {
-    let mut conn = PgConnection::connect(database_url)
-        .await
-        .map_err(Error::Connect)?;
+    let mut conn = PgConnection::connect(database_url).await.map_err(Error::Connect)?;
     let platform_column = session_platform_column(&mut conn).await?;
     sqlx::query("BEGIN").execute(&mut conn).await?;
     let mut rng = SmallRng::seed_from_u64(mix64(seed ^ 0xDA7_DA7));
@@ -61,14 +59,11 @@ pub async fn simulate_day(database_url: &str, seed: u64) -> Result<BTreeMap<Stri
     let mut max = [0i64; 10];
     for (i, t) in SOURCES.iter().enumerate() {
         let sql = format!("SELECT COALESCE(max(id), 0)::int8 FROM {}", t.name);
-        max[i] = sqlx::query_scalar(AssertSqlSafe(sql))
-            .fetch_one(&mut conn)
-            .await?;
+        max[i] = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&mut conn).await?;
     }
-    let last: Option<DateTime<Utc>> =
-        sqlx::query_scalar("SELECT max(created_at) FROM chat_chatmessage")
-            .fetch_one(&mut conn)
-            .await?;
+    let last: Option<DateTime<Utc>> = sqlx::query_scalar("SELECT max(created_at) FROM chat_chatmessage")
+        .fetch_one(&mut conn)
+        .await?;
     let day_start = last.unwrap_or_else(Utc::now).timestamp_micros() + SEC;
     let day_end = day_start + DAY;
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_chatmessage")
@@ -79,12 +74,11 @@ pub async fn simulate_day(database_url: &str, seed: u64) -> Result<BTreeMap<Stri
 
     let mut ct = [0i64; 2];
     for (slot, model) in ct.iter_mut().zip(["chat", "chatmessage"]) {
-        let id: Option<i64> = sqlx::query_scalar(
-            "SELECT id::int8 FROM django_content_type WHERE app_label = 'chat' AND model = $1",
-        )
-        .bind(model)
-        .fetch_optional(&mut conn)
-        .await?;
+        let id: Option<i64> =
+            sqlx::query_scalar("SELECT id::int8 FROM django_content_type WHERE app_label = 'chat' AND model = $1")
+                .bind(model)
+                .fetch_optional(&mut conn)
+                .await?;
         *slot = id.ok_or_else(|| Error::NotOcs {
             missing: format!("django_content_type row ('chat', '{model}')"),
         })?;
@@ -93,11 +87,9 @@ pub async fn simulate_day(database_url: &str, seed: u64) -> Result<BTreeMap<Stri
 
     let mut tags: HashMap<i64, TeamTags> = HashMap::new();
     let mut version_tags: HashMap<(i64, usize), i64> = HashMap::new();
-    for row in sqlx::query(
-        "SELECT id, team_id, category::text, name::text FROM annotations_tag ORDER BY id",
-    )
-    .fetch_all(&mut conn)
-    .await?
+    for row in sqlx::query("SELECT id, team_id, category::text, name::text FROM annotations_tag ORDER BY id")
+        .fetch_all(&mut conn)
+        .await?
     {
         let (id, team): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
         let (category, name): (String, String) = (row.try_get(2)?, row.try_get(3)?);
@@ -118,9 +110,7 @@ pub async fn simulate_day(database_url: &str, seed: u64) -> Result<BTreeMap<Stri
         }
     }
     for (team, t) in tags.iter_mut() {
-        t.version = (1..)
-            .map_while(|k| version_tags.get(&(*team, k)).copied())
-            .collect();
+        t.version = (1..).map_while(|k| version_tags.get(&(*team, k)).copied()).collect();
         // "thumbs up" before "thumbs down", as the generator made them.
         t.rating.sort_unstable();
     }
@@ -267,9 +257,7 @@ pub async fn simulate_day(database_url: &str, seed: u64) -> Result<BTreeMap<Stri
     let mut order: Vec<usize> = (0..open.len()).collect();
     order.shuffle(&mut rng);
     let continued = (sessions_day / 10).max(1).min(order.len());
-    let ending = (sessions_day * 15 / 100)
-        .max(1)
-        .min(order.len() - continued);
+    let ending = (sessions_day * 15 / 100).max(1).min(order.len() - continued);
     let mut busy: BTreeSet<i64> = BTreeSet::new();
     for &i in &order[..continued] {
         let (id, chat, team, bot) = open[i];
@@ -318,13 +306,7 @@ pub async fn simulate_day(database_url: &str, seed: u64) -> Result<BTreeMap<Stri
     for &(t, _, chat, team, v, kind) in &messages {
         let id = ids.take(MESSAGES);
         sim::push_message(&mut out, id, chat, kind, t);
-        sim::message_tags(
-            &mut rng,
-            tags.get(&team).unwrap_or(&no_tags),
-            kind,
-            v,
-            &mut tag_scratch,
-        );
+        sim::message_tags(&mut rng, tags.get(&team).unwrap_or(&no_tags), kind, v, &mut tag_scratch);
         for &(tag, delay) in &tag_scratch {
             sim::push_tagged(&mut out, &mut ids, team, tag, ct_msg, id, t + delay);
         }
@@ -359,11 +341,12 @@ pub async fn simulate_day(database_url: &str, seed: u64) -> Result<BTreeMap<Stri
     .execute(&mut conn)
     .await?;
     touched.insert("sessions_ended".into(), r.rows_affected());
-    let r = sqlx::query("UPDATE experiments_experimentsession SET status = 'active', updated_at = $2 WHERE id = ANY($1)")
-        .bind(activated.iter().map(|a| a.0).collect::<Vec<_>>())
-        .bind(ts(day_start))
-        .execute(&mut conn)
-        .await?;
+    let r =
+        sqlx::query("UPDATE experiments_experimentsession SET status = 'active', updated_at = $2 WHERE id = ANY($1)")
+            .bind(activated.iter().map(|a| a.0).collect::<Vec<_>>())
+            .bind(ts(day_start))
+            .execute(&mut conn)
+            .await?;
     touched.insert("sessions_activated".into(), r.rows_affected());
 
     // Tags on old messages and chats (reviews of past conversations).
@@ -392,8 +375,7 @@ pub async fn simulate_day(database_url: &str, seed: u64) -> Result<BTreeMap<Stri
     .fetch_all(&mut conn)
     .await?
     {
-        let (id, team, kind): (i64, i64, String) =
-            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let (id, team, kind): (i64, i64, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
         let t = tags.get(&team).unwrap_or(&no_tags);
         let list = if kind == "ai" && rng.random_bool(0.5) {
             &t.rating
@@ -402,14 +384,7 @@ pub async fn simulate_day(database_url: &str, seed: u64) -> Result<BTreeMap<Stri
         };
         if !list.is_empty() {
             let tag = *pick(&mut rng, list);
-            add_tag(
-                &mut ids,
-                team,
-                tag,
-                ct_msg,
-                id,
-                day_start + rng.random_range(0..DAY),
-            );
+            add_tag(&mut ids, team, tag, ct_msg, id, day_start + rng.random_range(0..DAY));
         }
     }
     let old_chats = sample(&mut rng, max[CHATS], sessions_day / 20 + 1);
@@ -422,14 +397,7 @@ pub async fn simulate_day(database_url: &str, seed: u64) -> Result<BTreeMap<Stri
         let t = tags.get(&team).unwrap_or(&no_tags);
         if !t.user.is_empty() {
             let tag = *pick(&mut rng, &t.user);
-            add_tag(
-                &mut ids,
-                team,
-                tag,
-                ct_chat,
-                id,
-                day_start + rng.random_range(0..DAY),
-            );
+            add_tag(&mut ids, team, tag, ct_chat, id, day_start + rng.random_range(0..DAY));
         }
     }
     let r = sqlx::query(
@@ -463,15 +431,14 @@ pub async fn simulate_day(database_url: &str, seed: u64) -> Result<BTreeMap<Stri
         .into_iter()
         .filter(|id| !busy.contains(id))
         .collect();
-    let doomed: Vec<(i64, i64)> = sqlx::query(
-        "SELECT id, chat_id FROM experiments_experimentsession WHERE id = ANY($1) ORDER BY id",
-    )
-    .bind(&candidates)
-    .fetch_all(&mut conn)
-    .await?
-    .into_iter()
-    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-    .collect::<Result<_, sqlx::Error>>()?;
+    let doomed: Vec<(i64, i64)> =
+        sqlx::query("SELECT id, chat_id FROM experiments_experimentsession WHERE id = ANY($1) ORDER BY id")
+            .bind(&candidates)
+            .fetch_all(&mut conn)
+            .await?
+            .into_iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
     let (session_ids, chat_ids): (Vec<i64>, Vec<i64>) = doomed.into_iter().unzip();
     let r = sqlx::query(
         "DELETE FROM annotations_customtaggeditem
@@ -495,11 +462,7 @@ pub async fn simulate_day(database_url: &str, seed: u64) -> Result<BTreeMap<Stri
             &session_ids,
             "sessions_deleted",
         ),
-        (
-            "DELETE FROM chat_chat WHERE id = ANY($1)",
-            &chat_ids,
-            "chats_deleted",
-        ),
+        ("DELETE FROM chat_chat WHERE id = ANY($1)", &chat_ids, "chats_deleted"),
     ] {
         let r = sqlx::query(sql).bind(list).execute(&mut conn).await?;
         touched.insert(key.into(), r.rows_affected());
@@ -511,11 +474,7 @@ pub async fn simulate_day(database_url: &str, seed: u64) -> Result<BTreeMap<Stri
     Ok(touched)
 }
 
-async fn sessions_with_status(
-    conn: &mut PgConnection,
-    status: &str,
-    limit: i64,
-) -> Result<Vec<Open>> {
+async fn sessions_with_status(conn: &mut PgConnection, status: &str, limit: i64) -> Result<Vec<Open>> {
     Ok(sqlx::query(
         "SELECT s.id, s.chat_id, s.team_id, s.experiment_id FROM experiments_experimentsession s
          WHERE s.status = $1 AND s.ended_at IS NULL ORDER BY s.id DESC LIMIT $2",

@@ -11,12 +11,9 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Poisson};
 
-use super::buf::{
-    CHANNELS, CHATS, CONTENT_TYPES, EXPERIMENTS, Ids, MESSAGES, Out, SESSIONS, TAGS, TEAMS, V,
-};
+use super::buf::{CHANNELS, CHATS, CONTENT_TYPES, EXPERIMENTS, Ids, MESSAGES, Out, SESSIONS, TAGS, TEAMS, V};
 use super::sim::{
-    self, DAY, HOUR, MIN, MsgKind, PLAT_COUNT, Plat, SEC, SessionRow, TeamTags, lognormal_us,
-    message_tags,
+    self, DAY, HOUR, MIN, MsgKind, PLAT_COUNT, Plat, SEC, SessionRow, TeamTags, lognormal_us, message_tags,
 };
 use super::words::{self, pick};
 use super::{BatchSink, GenOptions};
@@ -94,10 +91,7 @@ struct Span {
 }
 
 fn span_at(spans: &[Span], t: i64) -> Option<i64> {
-    spans
-        .iter()
-        .find(|s| s.from <= t && t < s.until)
-        .map(|s| s.id)
+    spans.iter().find(|s| s.from <= t && t < s.until).map(|s| s.id)
 }
 
 #[derive(Debug)]
@@ -212,11 +206,7 @@ impl Gen {
     }
 
     fn between(&mut self, lo: i64, hi: i64) -> i64 {
-        if hi <= lo {
-            lo
-        } else {
-            self.rng.random_range(lo..hi)
-        }
+        if hi <= lo { lo } else { self.rng.random_range(lo..hi) }
     }
 
     /// Teams, content types, chatbots, channels and tags.
@@ -229,9 +219,7 @@ impl Gen {
     }
 
     fn teams(&mut self, n: usize) {
-        const TZS: [i64; 20] = [
-            3, 2, 5, 1, 0, -5, 8, 3, 2, 1, 5, 0, 7, -3, 2, 3, 1, 0, 9, -6,
-        ];
+        const TZS: [i64; 20] = [3, 2, 5, 1, 0, -5, 8, 3, 2, 1, 5, 0, 7, -3, 2, 3, 1, 0, 9, -6];
         let mut names: Vec<&str> = words::TEAM_NAMES.to_vec();
         names.shuffle(&mut self.rng);
         let tail: f64 = (1..n).map(|i| (i as f64).powf(-1.3)).sum();
@@ -245,10 +233,7 @@ impl Gen {
                 0.5 * (i as f64).powf(-1.3) / tail
             };
             let (created, active_from) = if i == 0 || self.rng.random_bool(0.5) {
-                (
-                    self.start - self.rng.random_range(10..600) * DAY,
-                    self.start,
-                )
+                (self.start - self.rng.random_range(10..600) * DAY, self.start)
             } else {
                 let from = self.start + (self.rng.random_range(0.0..0.6) * window as f64) as i64;
                 (from - self.rng.random_range(DAY..30 * DAY), from)
@@ -316,9 +301,7 @@ impl Gen {
                 ("chat", "chatmessage") => self.ct_msg = id,
                 _ => {}
             }
-            self.out
-                .buf(CONTENT_TYPES)
-                .push(&[V::I(id), V::S(app), V::S(model)]);
+            self.out.buf(CONTENT_TYPES).push(&[V::I(id), V::S(app), V::S(model)]);
             id += 1 + i64::from(self.rng.random_bool(0.15));
         }
     }
@@ -333,9 +316,8 @@ impl Gen {
             };
             // Small data sets have fewer chatbots (tiny: about 10 in the biggest team).
             let size = (self.sessions_target / 30_000.0).powf(0.25).min(1.0);
-            let count = ((3.0 + 22.0 * size * (share / 0.5).powf(0.7)).round() as i64
-                + self.rng.random_range(-1..=1))
-            .clamp(3, 25) as usize;
+            let count = ((3.0 + 22.0 * size * (share / 0.5).powf(0.7)).round() as i64 + self.rng.random_range(-1..=1))
+                .clamp(3, 25) as usize;
             let mut names: Vec<&'static str> = words::CHATBOT_NAMES.to_vec();
             names.shuffle(&mut self.rng);
             let live_from = active_from.max(self.start);
@@ -356,10 +338,7 @@ impl Gen {
                 };
                 let n_versions = {
                     let u: f64 = self.rng.random();
-                    [0.25, 0.5, 0.7, 0.85, 0.95]
-                        .iter()
-                        .position(|&c| u < c)
-                        .unwrap_or(5)
+                    [0.25, 0.5, 0.7, 0.85, 0.95].iter().position(|&c| u < c).unwrap_or(5)
                 };
                 let last = until.min(self.end) - HOUR;
                 let mut versions: Vec<i64> = (0..n_versions)
@@ -636,10 +615,7 @@ impl Gen {
     }
 
     /// Runs the year: sessions hour by hour, messages as their time comes.
-    pub(super) async fn run<S: BatchSink>(
-        &mut self,
-        sink: &mut S,
-    ) -> Result<BTreeMap<String, u64>> {
+    pub(super) async fn run<S: BatchSink>(&mut self, sink: &mut S) -> Result<BTreeMap<String, u64>> {
         let hours = ((self.end - self.start) + HOUR - 1) / HOUR;
         let weight = |team: &Team, h: i64, hour_start: i64| -> f64 {
             if hour_start < team.active_from {
@@ -651,11 +627,7 @@ impl Gen {
         let z: Vec<f64> = self
             .teams
             .iter()
-            .map(|team| {
-                (0..hours)
-                    .map(|h| weight(team, h, self.start + h * HOUR))
-                    .sum()
-            })
+            .map(|team| (0..hours).map(|h| weight(team, h, self.start + h * HOUR)).sum())
             .collect();
         let mut slots: Vec<(i64, usize)> = Vec::new();
         for h in 0..hours {
@@ -687,10 +659,7 @@ impl Gen {
     fn slot(&mut self, t: i64, team: usize) {
         let ordinal = self.slot_no;
         self.slot_no += 1;
-        let anomaly = if ordinal >= 3
-            && (ordinal - 3).is_multiple_of(7)
-            && (ordinal - 3) / 7 < ANOMALIES.len()
-        {
+        let anomaly = if ordinal >= 3 && (ordinal - 3).is_multiple_of(7) && (ordinal - 3) / 7 < ANOMALIES.len() {
             Some(ANOMALIES[(ordinal - 3) / 7].0)
         } else {
             let mut u: f64 = self.rng.random();
@@ -711,10 +680,7 @@ impl Gen {
         let total = team.bot_cum.last().copied().unwrap_or(0.0);
         for _ in 0..8 {
             let u = self.rng.random_range(0.0..total);
-            let k = team
-                .bot_cum
-                .partition_point(|&c| c <= u)
-                .min(team.bots.len() - 1);
+            let k = team.bot_cum.partition_point(|&c| c <= u).min(team.bots.len() - 1);
             let b = &self.bots[team.bots[k]];
             if b.created <= t && t < b.until {
                 return team.bots[k];
@@ -729,8 +695,7 @@ impl Gen {
         let web = span_at(&team.web, t);
         self.arrivals.clear();
         self.arrivals.push((WEB_WEIGHT, Plat::Web, web));
-        self.arrivals
-            .push((API_WEIGHT, Plat::Api, span_at(&team.api, t)));
+        self.arrivals.push((API_WEIGHT, Plat::Api, span_at(&team.api, t)));
         for (plat, spans) in &self.bots[bi].channels {
             if let Some(id) = span_at(spans, t) {
                 let w = BOT_PLATS
@@ -801,9 +766,7 @@ impl Gen {
             // Shorter windows (tiny) compress lifetimes alike.
             let window = (self.end - self.start) as f64;
             let median = 3.0 * DAY as f64 * window / (365.0 * DAY as f64);
-            let lifetime = (f64::from(sessions).powf(0.6)
-                * sim::lognormal(&mut self.rng, median, 0.8))
-            .min(window);
+            let lifetime = (f64::from(sessions).powf(0.6) * sim::lognormal(&mut self.rng, median, 0.8)).min(window);
             let gap = (lifetime / f64::from(sessions)) as i64;
             let next = t + exponential_us(&mut self.rng, gap);
             team.pools[plat.idx()].push(Reverse((next, id, sessions - 2, gap)));
@@ -857,10 +820,7 @@ impl Gen {
         }
         let platform = if !self.session_platform {
             None
-        } else if matches!(
-            anomaly,
-            Some(Anomaly::UnknownSessionPlatform | Anomaly::MatrixChannel)
-        ) {
+        } else if matches!(anomaly, Some(Anomaly::UnknownSessionPlatform | Anomaly::MatrixChannel)) {
             Some(Plat::Matrix.as_str())
         } else if self.rng.random_bool(0.7) {
             Some(plat.as_str())
@@ -892,28 +852,12 @@ impl Gen {
             let when = (last + lognormal_us(&mut self.rng, 86_400.0, 1.0)).min(end - SEC);
             sim::chat_tags(&mut self.rng, &self.teams[ti].tags, &mut self.chat_scratch);
             for &tag in &self.chat_scratch {
-                sim::push_tagged(
-                    &mut self.out,
-                    &mut self.ids,
-                    team_id,
-                    tag,
-                    self.ct_chat,
-                    chat,
-                    when,
-                );
+                sim::push_tagged(&mut self.out, &mut self.ids, team_id, tag, self.ct_chat, chat, when);
             }
             if mismatch {
                 let other = &self.teams[(ti + 1) % self.teams.len()].tags.user;
                 let tag = *pick(&mut self.rng, other);
-                sim::push_tagged(
-                    &mut self.out,
-                    &mut self.ids,
-                    team_id,
-                    tag,
-                    self.ct_chat,
-                    chat,
-                    when,
-                );
+                sim::push_tagged(&mut self.out, &mut self.ids, team_id, tag, self.ct_chat, chat, when);
             }
         }
         for (i, &(mt, kind)) in self.script.iter().enumerate() {
@@ -966,15 +910,7 @@ impl Gen {
         let team = &self.teams[ti];
         let tag = *pick(&mut self.rng, &team.tags.user);
         let when = (t + lognormal_us(&mut self.rng, 3600.0, 1.0)).min(self.end - SEC);
-        sim::push_tagged(
-            &mut self.out,
-            &mut self.ids,
-            team.id,
-            tag,
-            self.ct_chat,
-            chat,
-            when,
-        );
+        sim::push_tagged(&mut self.out, &mut self.ids, team.id, tag, self.ct_chat, chat, when);
     }
 
     /// Emits every waiting message due before `until`.
@@ -997,32 +933,15 @@ impl Gen {
         let versions = if p.bot == NO_BOT {
             0
         } else {
-            self.bots[p.bot as usize]
-                .versions
-                .partition_point(|&v| v <= p.t)
+            self.bots[p.bot as usize].versions.partition_point(|&v| v <= p.t)
         };
-        message_tags(
-            &mut self.rng,
-            &team.tags,
-            p.kind,
-            versions,
-            &mut self.tag_scratch,
-        );
+        message_tags(&mut self.rng, &team.tags, p.kind, versions, &mut self.tag_scratch);
         if p.flags & FLAG_FORCE_TAG != 0 && self.tag_scratch.is_empty() {
-            self.tag_scratch
-                .push((*pick(&mut self.rng, &team.tags.user), HOUR));
+            self.tag_scratch.push((*pick(&mut self.rng, &team.tags.user), HOUR));
         }
         for &(tag, delay) in &self.tag_scratch {
             let when = (p.t + delay).min(self.end - SEC);
-            sim::push_tagged(
-                &mut self.out,
-                &mut self.ids,
-                team.id,
-                tag,
-                self.ct_msg,
-                id,
-                when,
-            );
+            sim::push_tagged(&mut self.out, &mut self.ids, team.id, tag, self.ct_msg, id, when);
         }
     }
 }

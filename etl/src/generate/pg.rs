@@ -88,12 +88,7 @@ impl PgSink {
         self.conn
     }
 
-    async fn copy(
-        &mut self,
-        table: &'static SourceTable,
-        batch: RecordBatch,
-        created: Vec<i64>,
-    ) -> Result<()> {
+    async fn copy(&mut self, table: &'static SourceTable, batch: RecordBatch, created: Vec<i64>) -> Result<()> {
         if batch.schema().fields() != table.schema.fields() {
             return Err(ArrowError::SchemaError(format!(
                 "batch for {} does not have the source schema: {:?}",
@@ -234,19 +229,11 @@ fn opt<A: Array, T>(a: &A, r: usize, v: impl FnOnce(usize) -> T) -> Option<T> {
 }
 
 impl<'a> Encoder<'a> {
-    fn new(
-        state: &mut State,
-        table: &SourceTable,
-        b: &'a RecordBatch,
-        created: &'a [i64],
-    ) -> Result<Self> {
+    fn new(state: &mut State, table: &SourceTable, b: &'a RecordBatch, created: &'a [i64]) -> Result<Self> {
         let i = |n: &str| b.column(table.col(n)).as_primitive::<Int64Type>();
         let s = |n: &str| b.column(table.col(n)).as_string::<i32>();
         let bo = |n: &str| b.column(table.col(n)).as_boolean();
-        let t = |n: &str| {
-            b.column(table.col(n))
-                .as_primitive::<TimestampMicrosecondType>()
-        };
+        let t = |n: &str| b.column(table.col(n)).as_primitive::<TimestampMicrosecondType>();
         let which = match table.name {
             "teams_team" => Which::Teams {
                 id: i("id"),
@@ -324,9 +311,7 @@ impl<'a> Encoder<'a> {
                 object: i("object_id"),
             },
             other => {
-                return Err(
-                    ArrowError::SchemaError(format!("not an OCS source table: {other}")).into(),
-                );
+                return Err(ArrowError::SchemaError(format!("not an OCS source table: {other}")).into());
             }
         };
         Ok(Encoder {
@@ -366,12 +351,8 @@ impl<'a> Encoder<'a> {
             Which::Messages { .. } => {
                 "id, created_at, updated_at, chat_id, message_type, content, translations, metadata"
             }
-            Which::Tags { .. } => {
-                "id, created_at, updated_at, team_id, name, slug, is_system_tag, category"
-            }
-            Which::Tagged { .. } => {
-                "id, created_at, updated_at, team_id, tag_id, content_type_id, object_id"
-            }
+            Which::Tags { .. } => "id, created_at, updated_at, team_id, name, slug, is_system_tag, category",
+            Which::Tagged { .. } => "id, created_at, updated_at, team_id, tag_id, content_type_id, object_id",
         }
     }
 
@@ -668,10 +649,7 @@ impl Line<'_> {
 
 /// Text-format escaping: backslash, tab, newline and carriage return.
 pub(super) fn push_escaped(out: &mut Vec<u8>, s: &str) {
-    if !s
-        .bytes()
-        .any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
-    {
+    if !s.bytes().any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r')) {
         out.extend_from_slice(s.as_bytes());
         return;
     }
@@ -786,23 +764,18 @@ pub(super) async fn sync_sequences(conn: &mut PgConnection) -> Result<()> {
 /// the sessions get no platform (as if `session_platform` were false).
 pub async fn generate_into_postgres(database_url: &str, opts: &GenOptions) -> Result<GenSummary> {
     let started = Instant::now();
-    let mut conn = PgConnection::connect(database_url)
-        .await
-        .map_err(Error::Connect)?;
+    let mut conn = PgConnection::connect(database_url).await.map_err(Error::Connect)?;
     let sessions_exist: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(SESSIONS)
         .fetch_one(&mut conn)
         .await?;
-    let legacy =
-        (sessions_exist && !session_platform_column(&mut conn).await?) || !opts.session_platform;
+    let legacy = (sessions_exist && !session_platform_column(&mut conn).await?) || !opts.session_platform;
     sqlx::raw_sql(if legacy { SCHEMA_LEGACY } else { SCHEMA })
         .execute(&mut conn)
         .await?;
     for t in SOURCES.iter() {
         let sql = format!("SELECT EXISTS (SELECT 1 FROM {})", t.name);
-        let taken: bool = sqlx::query_scalar(AssertSqlSafe(sql))
-            .fetch_one(&mut conn)
-            .await?;
+        let taken: bool = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&mut conn).await?;
         if taken {
             return Err(Error::NotEmpty {
                 table: t.name.to_string(),

@@ -151,9 +151,7 @@ pub(super) fn pick_status(rng: &mut SmallRng) -> &'static str {
         (0.381, "pending-pre-survey"),
         (0.382, "cancelled"),
     ];
-    MIX.iter()
-        .find(|(c, _)| u < *c)
-        .map_or("complete", |(_, s)| s)
+    MIX.iter().find(|(c, _)| u < *c).map_or("complete", |(_, s)| s)
 }
 
 /// Messages in a session of this status (lognormal, mean about 10).
@@ -180,13 +178,7 @@ pub(super) fn ended_at(rng: &mut SmallRng, status: &str, last: i64) -> Option<i6
 /// A conversation of `n` messages starting at `start`: alternating human
 /// and AI turns (AI replies seconds later), sometimes an AI greeting first,
 /// about 3% system messages, gaps from seconds to days.
-pub(super) fn script(
-    rng: &mut SmallRng,
-    start: i64,
-    n: usize,
-    greeting: bool,
-    out: &mut Vec<(i64, MsgKind)>,
-) {
+pub(super) fn script(rng: &mut SmallRng, start: i64, n: usize, greeting: bool, out: &mut Vec<(i64, MsgKind)>) {
     out.clear();
     let mut t = start + lognormal_us(rng, 15.0, 1.0);
     if greeting && n > 0 {
@@ -217,8 +209,8 @@ pub(super) fn script(
 /// Relative activity at a local hour of day and day of week (0 = Monday).
 pub(super) fn rhythm(hour: usize, weekday: usize) -> f64 {
     const HOURS: [f64; 24] = [
-        0.12, 0.08, 0.06, 0.06, 0.08, 0.18, 0.38, 0.7, 1.0, 1.2, 1.3, 1.3, 1.2, 1.2, 1.3, 1.3, 1.2,
-        1.1, 1.0, 0.95, 0.85, 0.6, 0.4, 0.22,
+        0.12, 0.08, 0.06, 0.06, 0.08, 0.18, 0.38, 0.7, 1.0, 1.2, 1.3, 1.3, 1.2, 1.2, 1.3, 1.3, 1.2, 1.1, 1.0, 0.95,
+        0.85, 0.6, 0.4, 0.22,
     ];
     let week = match weekday {
         5 => 0.6,
@@ -232,10 +224,7 @@ pub(super) fn rhythm(hour: usize, weekday: usize) -> f64 {
 pub(super) fn local_hour_weekday(t: i64, tz: i64) -> (usize, usize) {
     let t = t + tz * HOUR;
     let days = t.div_euclid(DAY);
-    (
-        (t.rem_euclid(DAY) / HOUR) as usize,
-        (days + 3).rem_euclid(7) as usize,
-    )
+    ((t.rem_euclid(DAY) / HOUR) as usize, (days + 3).rem_euclid(7) as usize)
 }
 
 /// A team's tags by category; `version[k - 1]` is the tag "v{k}".
@@ -350,11 +339,7 @@ pub(super) fn new_participant(
     let style = plat.id_style(rng);
     words::identifier(scratch, style, team_id, counter, person, rng);
     // OCS backfilled a platform for old participants; a few stayed empty.
-    let platform = if rng.random_bool(0.01) {
-        ""
-    } else {
-        plat.as_str()
-    };
+    let platform = if rng.random_bool(0.01) { "" } else { plat.as_str() };
     out.buf(PARTICIPANTS).push(&[
         V::I(id),
         V::I(team_id),
@@ -400,8 +385,7 @@ pub(super) fn push_session(out: &mut Out, rng: &mut SmallRng, s: &SessionRow<'_>
 }
 
 pub(super) fn push_chat(out: &mut Out, id: i64, team_id: i64, created: i64) {
-    out.buf(CHATS)
-        .push_created(&[V::I(id), V::I(team_id)], created);
+    out.buf(CHATS).push_created(&[V::I(id), V::I(team_id)], created);
 }
 
 pub(super) fn push_message(out: &mut Out, id: i64, chat_id: i64, kind: MsgKind, t: i64) {

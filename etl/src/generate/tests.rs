@@ -19,11 +19,7 @@ struct Mem {
 }
 
 impl BatchSink for Mem {
-    fn write(
-        &mut self,
-        table: &'static SourceTable,
-        batch: RecordBatch,
-    ) -> impl Future<Output = Result<()>> + Send {
+    fn write(&mut self, table: &'static SourceTable, batch: RecordBatch) -> impl Future<Output = Result<()>> + Send {
         assert_eq!(batch.schema(), table.schema, "{}", table.name);
         self.batches.push((table.name, batch));
         std::future::ready(Ok(()))
@@ -86,23 +82,15 @@ impl Data {
     }
 
     fn col(&self, table: &str, col: &str) -> &dyn Array {
-        self.0[source(table).name]
-            .column(source(table).col(col))
-            .as_ref()
+        self.0[source(table).name].column(source(table).col(col)).as_ref()
     }
 
     fn ints(&self, table: &str, col: &str) -> Vec<Option<i64>> {
-        self.col(table, col)
-            .as_primitive::<Int64Type>()
-            .iter()
-            .collect()
+        self.col(table, col).as_primitive::<Int64Type>().iter().collect()
     }
 
     fn ids(&self, table: &str) -> Vec<i64> {
-        self.ints(table, "id")
-            .into_iter()
-            .map(|v| v.expect("id"))
-            .collect()
+        self.ints(table, "id").into_iter().map(|v| v.expect("id")).collect()
     }
 
     fn strs(&self, table: &str, col: &str) -> Vec<Option<String>> {
@@ -229,11 +217,7 @@ fn tiny_row_counts() {
             "{:?}",
             summary.rows
         );
-        assert!(
-            rows("annotations_customtaggeditem") > 300,
-            "{:?}",
-            summary.rows
-        );
+        assert!(rows("annotations_customtaggeditem") > 300, "{:?}", summary.rows);
         assert!(rows("django_content_type") >= 10);
         // Tables without created_at in their source schema got the instants.
         for t in [
@@ -260,11 +244,7 @@ fn every_anomaly_at_tiny() {
             .enumerate()
             .map(|(i, c)| (c.expect("chat"), i))
             .collect();
-        let msg_chats: Vec<i64> = d
-            .ints("chat_chatmessage", "chat_id")
-            .into_iter()
-            .flatten()
-            .collect();
+        let msg_chats: Vec<i64> = d.ints("chat_chatmessage", "chat_id").into_iter().flatten().collect();
         let msg_times = d.times("chat_chatmessage", "created_at");
 
         let orphans = msg_chats
@@ -282,11 +262,7 @@ fn every_anomaly_at_tiny() {
             .count();
         assert!(unknown > 0, "unknown platform");
         if session_platform {
-            assert!(
-                d.strs(s, "platform")
-                    .iter()
-                    .any(|p| p.as_deref() == Some("matrix"))
-            );
+            assert!(d.strs(s, "platform").iter().any(|p| p.as_deref() == Some("matrix")));
         } else {
             assert!(d.strs(s, "platform").iter().all(Option::is_none));
         }
@@ -401,11 +377,7 @@ fn one_live_global_channel_per_team() {
     }
     for team in d.ids("teams_team") {
         for p in ["web", "api", "evaluations"] {
-            assert_eq!(
-                live.get(&(team, p.to_string())),
-                Some(&1),
-                "team {team} {p}"
-            );
+            assert_eq!(live.get(&(team, p.to_string())), Some(&1), "team {team} {p}");
         }
     }
 }
@@ -416,11 +388,7 @@ fn references_and_ids_are_consistent() {
     let d = Data::of(&mem);
     for t in SOURCES.iter() {
         let ids = d.ids(t.name);
-        assert!(
-            ids.windows(2).all(|w| w[0] < w[1]),
-            "{} ids increase",
-            t.name
-        );
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{} ids increase", t.name);
     }
     let e = "experiments_experiment";
     let working: HashSet<i64> = d
@@ -430,11 +398,7 @@ fn references_and_ids_are_consistent() {
         .filter(|(_, w)| w.is_none())
         .map(|(id, _)| id)
         .collect();
-    let archived = d
-        .bools(e, "is_archived")
-        .iter()
-        .filter(|a| **a == Some(true))
-        .count();
+    let archived = d.bools(e, "is_archived").iter().filter(|a| **a == Some(true)).count();
     assert!(archived < working.len() / 3);
     let s = "experiments_experimentsession";
     assert!(
@@ -448,10 +412,7 @@ fn references_and_ids_are_consistent() {
         .zip(d.ints("chat_chat", "team_id").into_iter().flatten())
         .collect();
     let session_chats: Vec<i64> = d.ints(s, "chat_id").into_iter().flatten().collect();
-    assert_eq!(
-        session_chats.iter().collect::<HashSet<_>>().len(),
-        session_chats.len()
-    );
+    assert_eq!(session_chats.iter().collect::<HashSet<_>>().len(), session_chats.len());
     for (chat, team) in session_chats.iter().zip(d.ints(s, "team_id")) {
         assert_eq!(chats[chat], team.expect("team"));
     }
@@ -467,16 +428,10 @@ fn references_and_ids_are_consistent() {
         ("experiments_participant", "created_at"),
         ("experiments_experiment", "created_at"),
     ] {
-        assert!(
-            d.times(t, col).iter().flatten().all(|&x| x < end),
-            "{t}.{col}"
-        );
+        assert!(d.times(t, col).iter().flatten().all(|&x| x < end), "{t}.{col}");
     }
     let statuses = d.strs(s, "status");
-    let complete = statuses
-        .iter()
-        .filter(|x| x.as_deref() == Some("complete"))
-        .count();
+    let complete = statuses.iter().filter(|x| x.as_deref() == Some("complete")).count();
     assert!(complete * 2 > statuses.len() && complete * 10 < statuses.len() * 8);
     let with_platform = d.strs(s, "platform").iter().filter(|p| p.is_some()).count();
     assert!(with_platform * 10 > statuses.len() * 5 && with_platform * 10 < statuses.len() * 9);
@@ -485,11 +440,7 @@ fn references_and_ids_are_consistent() {
     let t = "annotations_tag";
     let categories: HashSet<Option<String>> = d.strs(t, "category").into_iter().collect();
     assert_eq!(categories.len(), 7);
-    for (c, system) in d
-        .strs(t, "category")
-        .iter()
-        .zip(d.bools(t, "is_system_tag"))
-    {
+    for (c, system) in d.strs(t, "category").iter().zip(d.bools(t, "is_system_tag")) {
         assert_eq!(system, Some(c.as_deref() != Some("")));
     }
 }
@@ -547,16 +498,12 @@ fn scale_names() {
 fn stages_as_parquet() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut stage = Stage::create(dir.path().join("stage")).expect("stage");
-    let summary =
-        futures::executor::block_on(generate(&opts(9, false), &mut stage)).expect("generate");
+    let summary = futures::executor::block_on(generate(&opts(9, false), &mut stage)).expect("generate");
     let staged = stage.finish().expect("finish");
     assert_eq!(staged, summary.rows);
     for t in SOURCES.iter() {
         assert!(
-            dir.path()
-                .join("stage")
-                .join(format!("{}.parquet", t.name))
-                .exists(),
+            dir.path().join("stage").join(format!("{}.parquet", t.name)).exists(),
             "{}",
             t.name
         );

@@ -62,20 +62,18 @@ pub(super) const CHATBOT_NAMES: &[&str] = &[
 ];
 
 pub(super) const FIRST_NAMES: &[&str] = &[
-    "Amina", "Brian", "Chipo", "Daniel", "Esther", "Fatima", "Grace", "Hassan", "Isaac", "Joyce",
-    "Kwame", "Lerato", "Mary", "Nikhil", "Olu", "Priya", "Rashid", "Sarah", "Thabo", "Uche",
-    "Vusi", "Wanjiru", "Xolani", "Yusuf", "Zainab", "Aisha", "Ben", "Carlos", "Deepa", "Elena",
-    "Faith", "George", "Hannah", "Ibrahim", "Jane", "Kofi", "Lina", "Moses", "Neha", "Omar",
-    "Peter", "Rose", "Samuel", "Tendai", "Victor", "Winnie", "Zodwa", "Anjali", "Musa", "Nomsa",
-    "Ravi", "Sipho", "Adaeze", "Juma", "Lucia", "Mehmet",
+    "Amina", "Brian", "Chipo", "Daniel", "Esther", "Fatima", "Grace", "Hassan", "Isaac", "Joyce", "Kwame", "Lerato",
+    "Mary", "Nikhil", "Olu", "Priya", "Rashid", "Sarah", "Thabo", "Uche", "Vusi", "Wanjiru", "Xolani", "Yusuf",
+    "Zainab", "Aisha", "Ben", "Carlos", "Deepa", "Elena", "Faith", "George", "Hannah", "Ibrahim", "Jane", "Kofi",
+    "Lina", "Moses", "Neha", "Omar", "Peter", "Rose", "Samuel", "Tendai", "Victor", "Winnie", "Zodwa", "Anjali",
+    "Musa", "Nomsa", "Ravi", "Sipho", "Adaeze", "Juma", "Lucia", "Mehmet",
 ];
 
 pub(super) const LAST_NAMES: &[&str] = &[
-    "Okafor", "Mwangi", "Naidoo", "Otieno", "Banda", "Dlamini", "Kamau", "Mensah", "Patel",
-    "Sharma", "Nkosi", "Adeyemi", "Mutua", "Chanda", "Phiri", "Abdi", "Hussein", "Odhiambo",
-    "Kumar", "Singh", "Moyo", "Ndlovu", "Achieng", "Wanjiku", "Owusu", "Boateng", "Diallo",
-    "Traore", "Khumalo", "Zulu", "Garcia", "Silva", "Smith", "Nguyen", "Rahman", "Ali", "Kariuki",
-    "Mokoena", "Eze", "Nwosu", "Tembo", "Lungu", "Reddy", "Iyer",
+    "Okafor", "Mwangi", "Naidoo", "Otieno", "Banda", "Dlamini", "Kamau", "Mensah", "Patel", "Sharma", "Nkosi",
+    "Adeyemi", "Mutua", "Chanda", "Phiri", "Abdi", "Hussein", "Odhiambo", "Kumar", "Singh", "Moyo", "Ndlovu",
+    "Achieng", "Wanjiku", "Owusu", "Boateng", "Diallo", "Traore", "Khumalo", "Zulu", "Garcia", "Silva", "Smith",
+    "Nguyen", "Rahman", "Ali", "Kariuki", "Mokoena", "Eze", "Nwosu", "Tembo", "Lungu", "Reddy", "Iyer",
 ];
 
 const EMAIL_DOMAINS: &[&str] = &[
@@ -129,8 +127,7 @@ pub(super) const BOT_RESPONSE_TAGS: &[&str] = &[
     "fallback",
     "follow-up question",
 ];
-pub(super) const SAFETY_TAGS: &[&str] =
-    &["unsafe user message", "unsafe bot response", "pii detected"];
+pub(super) const SAFETY_TAGS: &[&str] = &["unsafe user message", "unsafe bot response", "pii detected"];
 pub(super) const RATING_TAGS: &[&str] = &["thumbs up", "thumbs down"];
 pub(super) const ERROR_TAGS: &[&str] = &["llm error", "timeout", "rate limited"];
 pub(super) const MEDIA_TAGS: &[&str] = &["voice", "image", "document"];
@@ -381,9 +378,7 @@ fn perm(x: u64, n: u64, salt: u64) -> u64 {
 
 /// Formats a random version-4 UUID.
 pub(super) fn push_uuid(out: &mut String, bits: u128) {
-    let v = (bits & !(0xF000_u128 << 64) & !(0xC000_u128 << 48))
-        | (0x4000_u128 << 64)
-        | (0x8000_u128 << 48);
+    let v = (bits & !(0xF000_u128 << 64) & !(0xC000_u128 << 48)) | (0x4000_u128 << 64) | (0x8000_u128 << 48);
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for i in 0..32 {
         if matches!(i, 8 | 12 | 16 | 20) {
