@@ -331,3 +331,40 @@ async fn answers(
     }
     (snap, out)
 }
+
+#[tokio::test]
+async fn sql_prompt_runs_each_statement_and_survives_errors() {
+    use std::io::Write;
+    let data = tempfile::tempdir().unwrap();
+    ocs_dash_etl::run::generate_snapshot(data.path(), &opts(6), &mut Progress::hidden())
+        .await
+        .unwrap();
+    let slug = Engine::new(DataDir::new(data.path()), CacheConfig::default())
+        .snapshot()
+        .unwrap()
+        .teams[0]
+        .slug
+        .clone();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ocs-dash"))
+        .args(["sql", "--format", "csv", "--team", &slug, "--data"])
+        .arg(data.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"SELECT 41 + 1\n  AS answer;\nSELEC oops;\nSELECT count(*) AS teams FROM teams;\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, "answer\n42\nteams\n1\n", "{stderr}");
+    assert!(stderr.contains("error: ") && stderr.contains("SELEC"), "{stderr}");
+}
