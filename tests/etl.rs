@@ -358,3 +358,93 @@ async fn bad_arguments_end_with_one_line_that_says_what_to_fix() {
     assert!(err.contains("huge"), "{err}");
     db.drop_db().await;
 }
+
+/// Every anomaly kind, planted by hand on top of generated data: each is
+/// counted exactly once more in the summary and handled per metrics.md.
+#[tokio::test]
+async fn hand_planted_anomalies_are_counted_and_handled() {
+    let db = TestDb::create("anomalies").await;
+    generate::generate_into_postgres(&db.url, &gen_opts(Scale::Tiny, 21, true))
+        .await
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let before = etl(&db, data.path(), true).await.anomalies;
+    // Databases from before 2026-02 allow sessions without a participant.
+    db.exec(
+        "ALTER TABLE experiments_experimentsession ALTER COLUMN participant_id DROP NOT NULL;
+         INSERT INTO chat_chat (id, created_at, updated_at, team_id, name, metadata) VALUES
+           (900001, now(), now(), 1, '', '{}'), (900002, now(), now(), 1, '', '{}'),
+           (900003, now(), now(), 1, '', '{}'), (900004, now(), now(), 1, '', '{}');
+         INSERT INTO experiments_experimentsession (id, created_at, updated_at, team_id, external_id, participant_id,
+             status, ended_at, experiment_id, chat_id, seed_task_id, experiment_channel_id, state, platform) VALUES
+           (900001, '2026-11-01T10:00:00Z', now(), 1, 'anomaly-1', NULL, 'active', NULL,
+             (SELECT id FROM experiments_experiment WHERE team_id = 1 AND working_version_id IS NULL ORDER BY id LIMIT 1),
+             900001, '', NULL, '{}', 'web'),
+           (900002, '2026-11-01T10:00:00Z', now(), 1, 'anomaly-2',
+             (SELECT id FROM experiments_participant WHERE team_id = 1 ORDER BY id LIMIT 1), 'cancelled', 'infinity',
+             (SELECT id FROM experiments_experiment WHERE team_id = 1 AND working_version_id IS NULL ORDER BY id LIMIT 1),
+             900002, '', NULL, '{}', 'telegram'),
+           (900003, '2026-11-01T10:00:00Z', now(), 1, 'anomaly-3',
+             (SELECT id FROM experiments_participant WHERE team_id = 1 ORDER BY id LIMIT 1), 'active', NULL,
+             (SELECT id FROM experiments_experiment WHERE team_id = 1 AND working_version_id IS NULL ORDER BY id LIMIT 1),
+             900003, '', NULL, '{}', 'matrix');
+         INSERT INTO chat_chatmessage (id, created_at, updated_at, chat_id, message_type, content, translations, metadata) VALUES
+           (900001, '2026-11-01T10:01:00Z', now(), 900001, 'human', 'hi', '{}', '{}'),
+           (900002, '2026-11-01T10:02:00Z', now(), 900002, 'tool', 'call', '{}', '{}'),
+           (900003, '2026-11-01T10:03:00Z', now(), 900002, 'human', 'hi', '{}', '{}'),
+           (900004, '2026-11-01T10:04:00Z', now(), 900004, 'human', 'lost', '{}', '{}'),
+           (900005, '2026-11-01T09:00:00Z', now(), 900003, 'human', 'early', '{}', '{}');",
+    )
+    .await;
+    let after = etl(&db, data.path(), true).await.anomalies;
+    let delta = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
+    assert_eq!(delta("sessions_without_participant"), 1, "{after:?}");
+    assert_eq!(delta("sessions_unknown_status"), 1);
+    assert_eq!(delta("infinite_timestamps"), 1);
+    assert_eq!(delta("unknown_message_types"), 1);
+    assert_eq!(delta("orphan_messages"), 1);
+    assert_eq!(delta("sessions_unknown_platform"), 1);
+    assert_eq!(delta("turns_before_session_start"), 1);
+    let d = data.path();
+    // A session without participant counts; its turn has no participant.
+    assert_eq!(
+        snapshot_i64(
+            d,
+            "SELECT count(*) FROM turns WHERE message_id = 900001 AND participant_id IS NULL"
+        )
+        .await,
+        1
+    );
+    // An unknown status counts like any non-setup status; 'infinity' is read as NULL.
+    assert_eq!(
+        snapshot_i64(
+            d,
+            "SELECT count(*) FROM sessions WHERE session_id = 900002 AND counted AND ended_at IS NULL"
+        )
+        .await,
+        1
+    );
+    // An unknown message type is never a turn, but is kept for incremental runs.
+    assert_eq!(
+        snapshot_i64(d, "SELECT count(*) FROM turns WHERE message_id = 900002").await,
+        0
+    );
+    assert_eq!(
+        snapshot_i64(
+            d,
+            "SELECT count(*) FROM _other_messages WHERE message_id IN (900002, 900004)"
+        )
+        .await,
+        2
+    );
+    // An unknown platform is kept as it is; a turn before its session's start is a turn.
+    assert_eq!(
+        snapshot_i64(
+            d,
+            "SELECT count(*) FROM turns WHERE message_id = 900005 AND platform = 'matrix'"
+        )
+        .await,
+        1
+    );
+    db.drop_db().await;
+}
