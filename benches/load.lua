@@ -1,0 +1,28 @@
+-- wrk script: a mix of chart URLs with random filters, authenticated.
+--   TEAM=<slug> KEY=<api key> wrk -t2 -c32 -d30s -s benches/load.lua http://127.0.0.1:8000
+-- With the cache on, the finite mix turns into cache hits after warm-up;
+-- with `--cache-ttl 0` every request computes.
+local team = os.getenv("TEAM")
+local key = os.getenv("KEY")
+local charts = {"overview", "active-participants", "session-analytics", "message-volume",
+                "bot-performance", "user-engagement", "channel-breakdown", "tag-analytics"}
+local ranges = {"7", "30", "90", "365"}
+local grains = {"daily", "weekly", "monthly"}
+local zones = {"UTC", "Europe/Berlin", "Asia/Kolkata", "America/New_York"}
+local channels = {"", "&channels=web", "&channels=whatsapp,telegram"}
+
+math.randomseed(42)
+wrk.headers["Authorization"] = "Bearer " .. key
+
+request = function()
+  local path = string.format("/a/%s/dashboard/api/%s/?date_range=%s&granularity=%s&timezone=%s%s",
+    team, charts[math.random(#charts)], ranges[math.random(#ranges)],
+    grains[math.random(#grains)], zones[math.random(#zones)], channels[math.random(#channels)])
+  return wrk.format("GET", path)
+end
+
+done = function(summary, latency, requests)
+  io.write(string.format("requests %d, non-2xx/3xx %d, errors %d, p50 %.2f ms, p99 %.2f ms, %.0f req/s\n",
+    summary.requests, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.requests / (summary.duration / 1e6)))
+end
