@@ -15,14 +15,17 @@ use std::path::Path;
 
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
+use std::sync::Arc;
+
+use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use ocs_dash_engine::snapshot::{self, register_table};
 
 use crate::error::Result;
 
-/// Memory the ETL's queries may hold before sorts spill to disk.
-const ETL_MEMORY: usize = 2 << 30;
+/// Memory the ETL's queries may hold before sorts and aggregations spill to disk.
+const ETL_MEMORY: usize = 4 << 30;
 
 /// A DataFusion context for the ETL: bounded memory, spilling sorts.
 pub fn etl_context() -> Result<SessionContext> {
@@ -30,8 +33,11 @@ pub fn etl_context() -> Result<SessionContext> {
     let config = SessionConfig::new()
         .with_target_partitions(threads)
         .with_information_schema(false);
+    // A fair pool: spillable operators (hash aggregates, sorts) share it
+    // evenly and spill, leaving room for the merge phase that cannot; the
+    // greedy pool let aggregates take it all and failed the merge at scale m.
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(ETL_MEMORY, 1.0)
+        .with_memory_pool(Arc::new(FairSpillPool::new(ETL_MEMORY)))
         .build_arc()?;
     Ok(SessionContext::new_with_config_rt(config, runtime))
 }
