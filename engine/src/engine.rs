@@ -159,10 +159,6 @@ impl Engine {
         }
     }
 
-    pub fn data_dir(&self) -> &DataDir {
-        &self.data
-    }
-
     /// The current snapshot. `CURRENT` is read on every call, so a new
     /// snapshot is visible at once, without a restart.
     pub fn snapshot(&self) -> Result<Arc<Snapshot>> {

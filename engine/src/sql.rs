@@ -17,7 +17,7 @@ use datafusion::logical_expr::{col, lit};
 use datafusion::prelude::SessionContext;
 
 use crate::engine::Snapshot;
-use crate::error::{Error, Result, user_query_error};
+use crate::error::{Result, user_query_error};
 use crate::scope::{TEAM_TABLES, engine_config, register_team_table};
 use crate::snapshot::{TABLES, register_table, table};
 
@@ -113,9 +113,4 @@ pub fn render(schema: &SchemaRef, batches: &[RecordBatch], format: Format) -> Re
             s
         }
     })
-}
-
-/// Whether an error is the user's (bad SQL) rather than ours.
-pub fn is_user_error(e: &Error) -> bool {
-    matches!(e, Error::Query(_))
 }

@@ -167,7 +167,8 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
     if let Some(prev) = &previous {
         register_all(&ctx, &dir, &prev.version, "prev_")?;
         ctx.sql(KEPT_MESSAGES_VIEW).await?.collect().await?;
-        let kept = fingerprint(&ctx, "kept_messages").await?;
+        let kept = watermark(&ctx, "kept_messages").await?;
+        let kept = (kept.count, kept.id_sum);
         let pg = postgres::message_fingerprint(&mut conn, prev.watermark.max_id).await?;
         if kept == pg {
             incremental_from = Some(prev.watermark.max_id);
@@ -247,12 +248,7 @@ fn previous_postgres_manifest(dir: &DataDir) -> Result<Option<Manifest>> {
     Ok((m.source == "postgres").then_some(m))
 }
 
-/// Count and decimal id sum of a registered message table.
-async fn fingerprint(ctx: &SessionContext, table: &str) -> Result<(u64, String)> {
-    let w = watermark(ctx, table).await?;
-    Ok((w.count, w.id_sum))
-}
-
+/// Highest id, count and decimal id sum of a registered message table.
 async fn watermark(ctx: &SessionContext, table: &str) -> Result<MessageWatermark> {
     let sql = format!(
         "SELECT COALESCE(max(id), 0), count(*), \
