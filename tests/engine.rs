@@ -196,7 +196,7 @@ async fn sql_is_read_only_and_sees_one_team() {
 async fn rollup_and_raw_turns_agree_for_every_chart_and_granularity() {
     use ocs_dash_engine::charts::compute;
     use ocs_dash_engine::engine::choose_activity;
-    use ocs_dash_engine::scope::{Activity, team_scope};
+    use ocs_dash_engine::scope::{Activity, session, team_scope};
     let data = tempfile::tempdir().unwrap();
     let m = ocs_dash_etl::run::generate_snapshot(data.path(), &opts(4), &mut Progress::hidden())
         .await
@@ -233,8 +233,12 @@ async fn rollup_and_raw_turns_agree_for_every_chart_and_granularity() {
             let (f, o) = Filters::parse(&pairs, now).unwrap();
             assert_eq!(choose_activity(&m, &f), Activity::Rollup);
             for team in &m.teams {
-                let raw = team_scope(&vdir, *team, &f, Activity::Raw).await.unwrap();
-                let rolled = team_scope(&vdir, *team, &f, Activity::Rollup).await.unwrap();
+                let raw = team_scope(session(&Default::default()), &vdir, *team, &f, Activity::Raw)
+                    .await
+                    .unwrap();
+                let rolled = team_scope(session(&Default::default()), &vdir, *team, &f, Activity::Rollup)
+                    .await
+                    .unwrap();
                 for chart in Chart::ALL {
                     let a = compute(&raw, chart, &f, &o).await.unwrap();
                     let b = compute(&rolled, chart, &f, &o).await.unwrap();

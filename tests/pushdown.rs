@@ -8,7 +8,7 @@ use datafusion::arrow::datatypes::Int64Type;
 use datafusion::physical_plan::metrics::MetricValue;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use ocs_dash_engine::filters::Filters;
-use ocs_dash_engine::scope::team_scope;
+use ocs_dash_engine::scope::{session, team_scope};
 use ocs_dash_engine::snapshot::DataDir;
 use ocs_dash_etl::generate::{GenOptions, Scale};
 use ocs_dash_etl::progress::Progress;
@@ -61,9 +61,15 @@ async fn a_narrow_window_skips_most_of_a_year_of_turns() {
             .map_or(0, |d| d.map(|f| f.unwrap().metadata().unwrap().len()).sum::<u64>())
     };
     let team = *m.teams.iter().max_by_key(|t| size(**t)).unwrap();
-    let ctx = team_scope(&vdir, team, &filters, ocs_dash_engine::scope::Activity::Raw)
-        .await
-        .unwrap();
+    let ctx = team_scope(
+        session(&Default::default()),
+        &vdir,
+        team,
+        &filters,
+        ocs_dash_engine::scope::Activity::Raw,
+    )
+    .await
+    .unwrap();
     let (start, stop) = filters.window();
     let df = ctx
         .sql("SELECT count(*) FROM f_activity WHERE created_at >= $1 AND created_at < $2")

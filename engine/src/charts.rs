@@ -496,41 +496,40 @@ fn sort_bots(rows: &mut [BotRow], by: BotOrder, descending: bool) {
     });
 }
 
-async fn engaged(q: &Query<'_>, sql: &str, limit: usize) -> Result<Vec<EngagedParticipant>> {
-    let batches = q.frame(sql).await?.limit(0, Some(limit))?.collect().await?;
-    let mut out = Vec::new();
-    for b in &batches {
-        let (ids, msgs, sess, last) = (
-            ints(b, "participant_id")?,
-            ints(b, "total_messages")?,
-            ints(b, "total_sessions")?,
-            timestamps(b, "last_activity")?,
-        );
-        for i in 0..b.num_rows() {
-            out.push(EngagedParticipant {
-                participant_id: ids[i],
-                participant_name: String::new(),
-                total_messages: msgs[i],
-                total_sessions: sess[i],
-                last_activity: last[i]
-                    .and_then(DateTime::<Utc>::from_timestamp_micros)
-                    .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
-                    .unwrap_or_default(),
-            });
-        }
+/// One participant's activity in the window (a row of `sql/engagement.sql`).
+#[derive(Debug, Clone, Copy)]
+struct Activity {
+    id: i64,
+    messages: i64,
+    sessions: i64,
+    last_us: Option<i64>,
+}
+
+/// The first `limit` rows in `order`, sorted (a partial selection, then a
+/// sort of the kept rows only).
+fn top(rows: &[Activity], limit: usize, order: impl Fn(&Activity, &Activity) -> Ordering) -> Vec<Activity> {
+    let mut v = rows.to_vec();
+    if v.len() > limit && limit > 0 {
+        v.select_nth_unstable_by(limit - 1, &order);
     }
-    if out.is_empty() {
-        return Ok(out);
+    v.truncate(limit);
+    v.sort_by(order);
+    v
+}
+
+/// Display names (`name`, else `identifier`) of these participants.
+async fn participant_names(q: &Query<'_>, ids: Vec<i64>) -> Result<std::collections::HashMap<i64, String>> {
+    let mut by_id = std::collections::HashMap::new();
+    if ids.is_empty() {
+        return Ok(by_id);
     }
-    let ids = out.iter().map(|p| lit(p.participant_id)).collect();
     let names = q
         .ctx
         .table("participants")
         .await?
-        .filter(col("participant_id").in_list(ids, false))?
+        .filter(col("participant_id").in_list(ids.into_iter().map(lit).collect(), false))?
         .collect()
         .await?;
-    let mut by_id = std::collections::HashMap::new();
     for b in &names {
         let (ids, name, ident) = (
             ints(b, "participant_id")?,
@@ -549,25 +548,53 @@ async fn engaged(q: &Query<'_>, sql: &str, limit: usize) -> Result<Vec<EngagedPa
             );
         }
     }
-    for p in &mut out {
-        p.participant_name = by_id.get(&p.participant_id).cloned().unwrap_or_default();
-    }
-    Ok(out)
+    Ok(by_id)
 }
 
 async fn user_engagement(q: &Query<'_>, o: &Options) -> Result<UserEngagement> {
-    let most_active = engaged(q, include_str!("../../sql/engagement_most.sql"), o.limit).await?;
-    let least_active = engaged(q, include_str!("../../sql/engagement_least.sql"), o.limit).await?;
-    let totals = q.rows(include_str!("../../sql/engagement_totals.sql")).await?;
+    let mut rows = Vec::new();
+    for b in q.rows(include_str!("../../sql/engagement.sql")).await? {
+        let (ids, msgs, sess, last) = (
+            ints(&b, "participant_id")?,
+            ints(&b, "total_messages")?,
+            ints(&b, "total_sessions")?,
+            timestamps(&b, "last_activity")?,
+        );
+        rows.extend((0..b.num_rows()).map(|i| Activity {
+            id: ids[i],
+            messages: msgs[i],
+            sessions: sess[i],
+            last_us: last[i],
+        }));
+    }
+    // Ties by participant id, ascending, in both lists (metrics.md).
+    let most = top(&rows, o.limit, |a, b| b.messages.cmp(&a.messages).then(a.id.cmp(&b.id)));
+    let least = top(&rows, o.limit, |a, b| a.messages.cmp(&b.messages).then(a.id.cmp(&b.id)));
+    let names = participant_names(q, most.iter().chain(&least).map(|a| a.id).collect()).await?;
+    let shown = |list: Vec<Activity>| -> Vec<EngagedParticipant> {
+        list.into_iter()
+            .map(|a| EngagedParticipant {
+                participant_id: a.id,
+                participant_name: names.get(&a.id).cloned().unwrap_or_default(),
+                total_messages: a.messages,
+                total_sessions: a.sessions,
+                last_activity: a
+                    .last_us
+                    .and_then(DateTime::<Utc>::from_timestamp_micros)
+                    .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
+                    .unwrap_or_default(),
+            })
+            .collect()
+    };
     let mut lengths = Vec::new();
     for b in q.rows(include_str!("../../sql/session_lengths.sql")).await? {
         lengths.extend(floats(&b, "minutes")?.into_iter().flatten());
     }
     lengths.sort_by(f64::total_cmp);
     Ok(UserEngagement {
-        most_active,
-        least_active,
-        total_participants: ints(&totals[0], "total_participants")?[0],
+        most_active: shown(most),
+        least_active: shown(least),
+        total_participants: rows.len() as i64,
         session_length_distribution: histogram(&lengths),
         session_length_percentiles: Percentiles {
             p50: percentile_cont(&lengths, 0.5),

@@ -8,6 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use moka::future::Cache;
 use serde::Serialize;
 
@@ -15,7 +17,7 @@ use crate::buckets::Buckets;
 use crate::charts::{self, Chart, ChartData};
 use crate::error::{Error, Result};
 use crate::filters::{Filters, Options};
-use crate::scope::{Activity, team_scope};
+use crate::scope::{Activity, session, team_scope};
 use crate::snapshot::{DataDir, Manifest, SLOT_MICROS};
 
 /// A team as the snapshot knows it.
@@ -127,6 +129,9 @@ pub struct Engine {
     data: DataDir,
     cache: Option<Cache<CacheKey, Arc<ChartData>>>,
     loaded: Mutex<Option<Arc<Snapshot>>>,
+    /// Shared by every query: its caches of folder listings and Parquet
+    /// footers outlive one request (see [`crate::scope::session`]).
+    runtime: Arc<RuntimeEnv>,
     /// Chart answers asked for, and those computed (the rest came from the cache).
     asked: AtomicU64,
     computed: AtomicU64,
@@ -154,6 +159,7 @@ impl Engine {
             data,
             cache,
             loaded: Mutex::new(None),
+            runtime: query_runtime(),
             asked: AtomicU64::new(0),
             computed: AtomicU64::new(0),
         }
@@ -197,6 +203,7 @@ impl Engine {
         let compute = async {
             self.computed.fetch_add(1, Ordering::Relaxed);
             let ctx = team_scope(
+                session(&self.runtime),
                 &snapshot.dir,
                 team_id,
                 filters,
@@ -243,6 +250,19 @@ impl Engine {
             misses,
         }
     }
+}
+
+/// The runtime of chart queries: the default memory pool, with room in the
+/// listing and footer caches for every table folder of a large snapshot.
+fn query_runtime() -> Arc<RuntimeEnv> {
+    let caches = CacheManagerConfig::default()
+        .with_list_files_cache_limit(16 << 20)
+        .with_metadata_cache_limit(256 << 20)
+        .with_file_statistics_cache_limit(64 << 20);
+    RuntimeEnvBuilder::new()
+        .with_cache_manager(caches)
+        .build_arc()
+        .expect("the default runtime builds")
 }
 
 /// Raw turns or the rollup: the rollup gives the exact same answer when it

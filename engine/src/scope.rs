@@ -13,6 +13,7 @@ use std::sync::Arc;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::{Expr, col, lit, when};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -40,6 +41,14 @@ pub fn engine_config() -> SessionConfig {
     parquet.pushdown_filters = true;
     parquet.reorder_filters = true;
     config
+}
+
+/// A fresh query context on `runtime`. Sharing one runtime between queries
+/// shares its caches of file listings and Parquet footers, so a chart does
+/// not list folders or read footers again; snapshot versions are immutable
+/// folders, so a cached entry never goes stale.
+pub fn session(runtime: &Arc<RuntimeEnv>) -> SessionContext {
+    SessionContext::new_with_config_rt(engine_config(), runtime.clone())
 }
 
 /// Registers one team's folder of a table in `ctx` (an empty table when
@@ -71,18 +80,18 @@ pub enum Activity {
     Rollup,
 }
 
-/// A fresh context holding `team_id`'s tables from `version_dir` and the
-/// filtered views `f_chatbots`, `f_sessions`, `f_message_tags`,
+/// Fills `ctx` (a fresh context, see [`session`]) with `team_id`'s tables
+/// from `version_dir` and the filtered views `f_chatbots`, `f_sessions`, `f_message_tags`,
 /// `f_session_tags`, and `f_activity`: turn activity with columns
 /// `session_id, chatbot_id, participant_id, platform, created_at, human, ai,
 /// last_human_at`, one row per turn or per slot depending on `activity`.
 pub async fn team_scope(
+    ctx: SessionContext,
     version_dir: &Path,
     team_id: i64,
     filters: &Filters,
     activity: Activity,
 ) -> Result<SessionContext> {
-    let ctx = SessionContext::new_with_config(engine_config());
     for name in TEAM_TABLES {
         register_team_table(&ctx, version_dir, team_id, table(name).expect("known table"))?;
     }
