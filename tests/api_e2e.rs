@@ -388,3 +388,109 @@ async fn demo_generates_creates_a_key_serves_and_prints_a_sign_in_link() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn sigterm_under_load_loses_no_audit_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.to_str().unwrap();
+    run(&["demo", "--no-serve", "--scale", "tiny", "--data", data_s], &[]);
+    let snapshot = Engine::new(DataDir::new(&data), CacheConfig::default())
+        .snapshot()
+        .unwrap();
+    let team = snapshot.teams[0].slug.clone();
+    let key = run(
+        &["keys", "create", "--team", &team, "--user", "load", "--data", data_s],
+        &[],
+    )
+    .trim()
+    .to_string();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(BIN)
+        .args(["serve", "--data", data_s, "--bind", &format!("127.0.0.1:{port}")])
+        .env("OCS_DASH_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Eight clients read charts (cache hits after the first of each) until
+    // the server goes away; each counts its 200s. A bounded loop: at most
+    // 20,000 requests per client.
+    const CLIENTS: usize = 8;
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let (http, base, team, key, served) = (
+            reqwest::Client::new(),
+            base.clone(),
+            team.clone(),
+            key.clone(),
+            served.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            let mut ok = 0usize;
+            for i in 0..20_000 {
+                let chart = Chart::ALL[(c + i) % Chart::ALL.len()];
+                let r = http
+                    .get(format!("{base}/a/{team}/dashboard/api/{chart}/?date_range=90"))
+                    .bearer_auth(&key)
+                    .send()
+                    .await;
+                // An error means the server stopped (also while reading the body).
+                let Ok(r) = r else { break };
+                assert_eq!(r.status(), 200, "while serving");
+                if r.bytes().await.is_err() {
+                    break;
+                }
+                ok += 1;
+                served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            ok
+        }));
+    }
+    // SIGTERM once the load is well under way.
+    while served.load(std::sync::atomic::Ordering::Relaxed) < 2_000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the load did not get going"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut ok = 0;
+    for c in clients {
+        ok += c.await.unwrap();
+    }
+    let status = server.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+
+    // Every answer that went out has its row; a request whose answer was
+    // cut off by the shutdown may have one too (at most one per client).
+    let store = ocs_dash_api::store::Store::open_for(&data, None).await.unwrap();
+    let log = store.audit_log(i64::MAX).await.unwrap();
+    store.close().await;
+    let rows = log.iter().filter(|e| e.action == "chart" && e.user == "load").count();
+    assert!(ok >= 2_000, "{ok}");
+    assert!(rows >= ok && rows <= ok + CLIENTS, "{rows} audit rows for {ok} answers");
+    assert!(
+        log.iter()
+            .all(|e| e.filters["start_date"].is_string() && Chart::ALL.iter().any(|c| c.name() == e.target))
+    );
+}

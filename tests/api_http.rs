@@ -934,3 +934,148 @@ async fn with_the_cache_off_every_answer_is_computed() {
     assert!(metrics.contains("ocs_dash_cache_misses_total 2\n"), "{metrics}");
     f.store.finish().await;
 }
+
+/// A chart request with an `Accept-Encoding` header.
+async fn get_encoded(f: &Fixture, uri: &str, accept: &str) -> Reply {
+    f.send(
+        Request::get(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {}", f.alice))
+            .header(header::ACCEPT_ENCODING, accept)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+    out
+}
+
+#[tokio::test]
+async fn cached_answers_are_served_as_stored_bytes_plain_or_gzipped() {
+    let f = Fixture::new(Backend::Sqlite, "answers").await;
+    for chart in Chart::ALL {
+        let uri = f.url(&format!("api/{chart}/?{WINDOW}&timezone=Asia/Kolkata"));
+        let plain = f.get(&f.alice, &uri).await;
+        assert_eq!(plain.status, 200, "{uri}");
+        assert_eq!(plain.header("content-type"), "application/json");
+        assert_eq!(plain.header("content-encoding"), "");
+        assert_close(
+            &plain.json(),
+            &engine_answer(f.team_a.id, chart, &format!("{WINDOW}&timezone=Asia/Kolkata")).await,
+            &uri,
+        );
+        // Served again (from the cache): the same bytes, gzipped when asked for.
+        let zipped = get_encoded(&f, &uri, "br;q=1.0, gzip;q=0.8").await;
+        assert_eq!(zipped.status, 200);
+        assert_eq!(
+            (
+                zipped.header("content-type"),
+                zipped.header("content-encoding"),
+                zipped.header("vary")
+            ),
+            ("application/json", "gzip", "accept-encoding")
+        );
+        assert_eq!(gunzip(&zipped.body), plain.body, "{uri}");
+        // gzip refused with q=0: plain JSON.
+        let refused = get_encoded(&f, &uri, "gzip;q=0, identity").await;
+        assert_eq!(refused.header("content-encoding"), "");
+        assert_eq!(refused.body, plain.body, "{uri}");
+    }
+    // Every cached read is audited like a computed one.
+    let log = f.store.store.audit_log(100).await.unwrap();
+    assert_eq!(log.iter().filter(|e| e.action == "chart").count(), 3 * Chart::ALL.len());
+    assert!(log.iter().all(|e| e.filters["timezone"] == "Asia/Kolkata"));
+    let metrics = f
+        .send(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .text();
+    assert!(
+        metrics.contains(&format!("ocs_dash_cache_hits_total {}\n", 2 * Chart::ALL.len())),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\nocs_dash_answer_cache_bytes "), "{metrics}");
+    f.store.finish().await;
+}
+
+#[tokio::test]
+async fn a_new_snapshot_is_never_hidden_behind_a_cached_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let copied = std::process::Command::new("cp")
+        .args(["-a", &format!("{}/.", api_support::snapshot_dir().display())])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let data = DataDir::new(dir.path());
+    let engine = Arc::new(Engine::new(data.clone(), CacheConfig::default()));
+    let old = engine.snapshot().unwrap();
+    let team = old.teams[0].clone();
+    let store = Store::open_for(dir.path(), None).await.unwrap();
+    let key = auth::create_key(&store, &team, "ann").await.unwrap().secret;
+    let app = app(AppState::new(
+        engine,
+        store.clone(),
+        Pseudonyms::load_or_create(dir.path()).unwrap(),
+        Settings::default(),
+    ));
+    let uri = format!("/a/{}/dashboard/api/overview/?{WINDOW}", team.slug);
+    let ask = || async {
+        Reply::from(
+            app.clone()
+                .oneshot(
+                    Request::get(&uri)
+                        .header(header::AUTHORIZATION, format!("Bearer {key}"))
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap(),
+        )
+        .await
+        .json()
+    };
+    let first = ask().await;
+    assert_eq!(first["snapshot"]["version"], old.version.as_str());
+    assert_eq!(ask().await, first, "cached");
+
+    // The same data published as a new version: answered from it at once.
+    let new_version = format!("{}-next", old.version);
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .args([data.version_dir(&old.version), data.version_dir(&new_version)])
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let mut manifest = data.manifest(&old.version).unwrap();
+    manifest.version = new_version.clone();
+    data.seal(&manifest).unwrap();
+    data.publish(&new_version).unwrap();
+    let second = ask().await;
+    assert_eq!(second["snapshot"]["version"], new_version.as_str());
+    assert_eq!(second["data"], first["data"]);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_key_revoked_by_another_process_stops_working_within_the_poll() {
+    let f = Fixture::new(Backend::Sqlite, "revoke").await;
+    let uri = f.url(&format!("api/overview/?{WINDOW}"));
+    let carol = auth::create_key(&f.store.store, &f.team_a, "carol").await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(f.get(&carol.secret, &uri).await.status, 200);
+    }
+    // `ocs-dash keys revoke` is another process with a store of its own.
+    let cli = Store::open_for(f.store.path().unwrap(), None).await.unwrap();
+    assert!(cli.revoke_key(carol.key.id).await.unwrap());
+    cli.close().await;
+    // The server re-reads the revocation counter before trusting what it remembers.
+    tokio::time::sleep(ocs_dash_api::credentials::REVOCATION_POLL).await;
+    f.get(&carol.secret, &uri).await.error(401, "unauthorized");
+    // Other keys are verified again and still work.
+    assert_eq!(f.get(&f.alice, &uri).await.status, 200);
+    f.store.finish().await;
+}

@@ -26,6 +26,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use crate::audit::AuditRow;
 use crate::error::{ApiError, Error, Result};
 use crate::page;
 use crate::store::{ApiKey, AuditEntry, Credential, SESSION_TTL, Store};
@@ -101,6 +102,20 @@ impl Caller {
     pub(crate) fn audit(&self, action: &str, target: &str, filters: serde_json::Value, rows: usize) -> AuditEntry {
         AuditEntry {
             at: Utc::now(),
+            key_id: self.key_id,
+            user: self.user.clone(),
+            team_id: self.team.id,
+            action: action.to_string(),
+            target: target.to_string(),
+            filters,
+            rows: i64::try_from(rows).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// The same, with the filters already JSON text (a cached answer's).
+    pub(crate) fn audit_row(&self, action: &str, target: &str, filters: Arc<str>, rows: usize) -> AuditRow {
+        AuditRow {
+            at_micros: Utc::now().timestamp_micros(),
             key_id: self.key_id,
             user: self.user.clone(),
             team_id: self.team.id,

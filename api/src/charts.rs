@@ -1,16 +1,16 @@
 //! `GET /a/{team}/dashboard/api/{chart}/`: the eight charts as JSON.
 
+use axum::Router;
 use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
 use chrono::Utc;
-use ocs_dash_engine::ChartResponse;
 use ocs_dash_engine::charts::Chart;
 use ocs_dash_engine::filters::Filters;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::export::record_count;
 use crate::extract::{PathParams, query_pairs};
 use crate::schema::{ChartEnvelope, ChartParams};
 use crate::{AppState, route};
@@ -46,17 +46,24 @@ pub(crate) async fn chart(
     caller: Caller,
     PathParams((_team, name)): PathParams<(String, String)>,
     RawQuery(query): RawQuery,
-) -> Result<Json<ChartResponse>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let chart = parse_chart(&name)?;
     let (filters, options) = Filters::parse(&query_pairs(query.as_deref()), Utc::now())?;
-    let response = state
-        .engine()
-        .chart(&caller.snapshot, caller.team.id, chart, &filters, &options)
+    let answer = state
+        .answers()
+        .get(
+            state.engine(),
+            &caller.snapshot,
+            caller.team.id,
+            chart,
+            &filters,
+            &options,
+        )
         .await?;
-    let filters = serde_json::to_value(&response.filters).map_err(|e| ApiError::Internal(e.to_string()))?;
     state
         .store()
-        .audit(&caller.audit("chart", chart.name(), filters, record_count(&response.data)))
+        .audit_row(caller.audit_row("chart", chart.name(), answer.filters.clone(), answer.rows))
         .await?;
-    Ok(Json(response))
+    Ok(answer.response(&headers))
 }

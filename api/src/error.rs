@@ -13,6 +13,9 @@ pub enum Error {
     /// The metadata store (keys, sessions, presets, audit log) failed.
     #[error("metadata store: {0}")]
     Store(#[from] sqlx::Error),
+    /// The audit log cannot take a row (its writer is failing, full or closed).
+    #[error("audit log: {0}")]
+    Audit(String),
     /// Its schema could not be brought up to date.
     #[error("metadata store migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -45,7 +48,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Why an HTTP request failed. Only [`ApiError::status_code`] decides the
 /// status; 5xx details go to the log, never to the client.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum ApiError {
     /// A query parameter or body field is wrong (api.md's 400).
     InvalidParameter { parameter: String, message: String },

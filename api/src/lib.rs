@@ -8,8 +8,11 @@
 //! become HTTP answers in one place ([`error::ApiError`]). The metadata
 //! ([`store`]) lives in SQLite in the data directory or in Postgres.
 
+pub mod answers;
+pub mod audit;
 pub mod auth;
 pub mod charts;
+pub mod credentials;
 pub mod error;
 pub mod export;
 pub mod extract;
@@ -34,6 +37,7 @@ use ocs_dash_engine::snapshot::DataDir;
 use ocs_dash_engine::{CacheConfig, Engine};
 use tower_http::compression::CompressionLayer;
 
+use answers::Answers;
 pub use error::{ApiError, Error, Result};
 use ops::Metrics;
 use pseudonym::Pseudonyms;
@@ -52,6 +56,7 @@ pub struct Settings {
 #[derive(Debug)]
 struct Inner {
     engine: Arc<Engine>,
+    answers: Answers,
     store: Store,
     pseudonyms: Pseudonyms,
     metrics: Metrics,
@@ -65,6 +70,7 @@ pub struct AppState(Arc<Inner>);
 impl AppState {
     pub fn new(engine: Arc<Engine>, store: Store, pseudonyms: Pseudonyms, settings: Settings) -> Self {
         AppState(Arc::new(Inner {
+            answers: Answers::new(&engine),
             engine,
             store,
             pseudonyms,
@@ -75,6 +81,10 @@ impl AppState {
 
     pub fn engine(&self) -> &Engine {
         &self.0.engine
+    }
+
+    pub(crate) fn answers(&self) -> &Answers {
+        &self.0.answers
     }
 
     pub fn store(&self) -> &Store {

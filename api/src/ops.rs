@@ -33,23 +33,34 @@ struct Histogram {
     count: u64,
 }
 
-/// Request counters and latency histograms by route.
+/// One route's counters: requests by method and status, and the latency histogram.
+#[derive(Debug, Default)]
+struct RouteStats {
+    requests: Vec<(String, u16, u64)>,
+    latency: Histogram,
+}
+
+/// Request counters and latency histograms by route (one lock, and no
+/// allocation once a route, method and status have been seen).
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
+    routes: Mutex<BTreeMap<String, RouteStats>>,
 }
 
 impl Metrics {
     fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        *self
-            .requests
-            .lock()
-            .expect("metrics lock")
-            .entry((method.to_string(), route.to_string(), status))
-            .or_default() += 1;
-        let mut latency = self.latency.lock().expect("metrics lock");
-        let h = latency.entry(route.to_string()).or_default();
+        let mut routes = self.routes.lock().expect("metrics lock");
+        if !routes.contains_key(route) {
+            routes.insert(route.to_string(), RouteStats::default());
+        }
+        let Some(stats) = routes.get_mut(route) else {
+            return;
+        };
+        match stats.requests.iter_mut().find(|(m, s, _)| *s == status && m == method) {
+            Some((_, _, n)) => *n += 1,
+            None => stats.requests.push((method.to_string(), status, 1)),
+        }
+        let h = &mut stats.latency;
         if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
             h.counts[i] += 1;
         }
@@ -58,18 +69,24 @@ impl Metrics {
     }
 
     fn render(&self, out: &mut String) {
+        let routes = self.routes.lock().expect("metrics lock");
         out.push_str("# HELP ocs_dash_http_requests_total HTTP requests by method, route and status.\n");
         out.push_str("# TYPE ocs_dash_http_requests_total counter\n");
-        for ((method, route, status), n) in self.requests.lock().expect("metrics lock").iter() {
-            let _ = writeln!(
-                out,
-                "ocs_dash_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
-                label(route)
-            );
+        for (route, stats) in routes.iter() {
+            let mut requests: Vec<_> = stats.requests.iter().collect();
+            requests.sort();
+            for (method, status, n) in requests {
+                let _ = writeln!(
+                    out,
+                    "ocs_dash_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
+                    label(route)
+                );
+            }
         }
         out.push_str("# HELP ocs_dash_http_request_duration_seconds HTTP request latency by route.\n");
         out.push_str("# TYPE ocs_dash_http_request_duration_seconds histogram\n");
-        for (route, h) in self.latency.lock().expect("metrics lock").iter() {
+        for (route, stats) in routes.iter() {
+            let h = &stats.latency;
             let route = label(route);
             let mut cumulative = 0;
             for (bound, n) in BUCKETS.iter().zip(h.counts) {
@@ -106,22 +123,22 @@ fn label(v: &str) -> String {
 /// Logs and measures every request (route templates, never ids or queries, as labels).
 pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().to_string();
-    let route = req.extensions().get::<MatchedPath>().map_or_else(
-        || "unmatched".to_string(),
-        |p| p.as_str().trim_end_matches('/').to_string(),
-    );
-    let route = if route.is_empty() { "/".to_string() } else { route };
-    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let uri = req.uri().clone();
     let response = next.run(req).await;
     let seconds = start.elapsed().as_secs_f64();
     let status = response.status().as_u16();
-    state.metrics().observe(&method, &route, status, seconds);
+    let route = matched
+        .as_ref()
+        .map_or("unmatched", |p| p.as_str().trim_end_matches('/'));
+    let route = if route.is_empty() { "/" } else { route };
+    state.metrics().observe(method.as_str(), route, status, seconds);
     tracing::info!(
         target: "ocs_dash_api::request",
-        method,
+        method = method.as_str(),
         route,
-        path,
+        path = uri.path(),
         status,
         latency_ms = seconds * 1000.0,
         "request"
@@ -180,9 +197,12 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics().render(&mut out);
     let engine = state.engine();
     let counts = engine.cache_counts();
-    out.push_str("# HELP ocs_dash_cache_hits_total Chart answers served from the result cache.\n");
+    let answers = state.answers();
+    out.push_str(
+        "# HELP ocs_dash_cache_hits_total Chart answers served from a cache (the encoded answers' or the engine's).\n",
+    );
     out.push_str("# TYPE ocs_dash_cache_hits_total counter\n");
-    let _ = writeln!(out, "ocs_dash_cache_hits_total {}", counts.hits);
+    let _ = writeln!(out, "ocs_dash_cache_hits_total {}", counts.hits + answers.hits());
     out.push_str("# HELP ocs_dash_cache_misses_total Chart answers computed.\n");
     out.push_str("# TYPE ocs_dash_cache_misses_total counter\n");
     let _ = writeln!(out, "ocs_dash_cache_misses_total {}", counts.misses);
@@ -193,6 +213,13 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     out.push_str("# HELP ocs_dash_cache_bytes Size of the cached answers (JSON bytes).\n");
     out.push_str("# TYPE ocs_dash_cache_bytes gauge\n");
     let _ = writeln!(out, "ocs_dash_cache_bytes {bytes}");
+    let (entries, bytes) = answers.stats();
+    out.push_str("# HELP ocs_dash_answer_cache_entries Encoded chart answers (JSON and gzip) in memory.\n");
+    out.push_str("# TYPE ocs_dash_answer_cache_entries gauge\n");
+    let _ = writeln!(out, "ocs_dash_answer_cache_entries {entries}");
+    out.push_str("# HELP ocs_dash_answer_cache_bytes Size of the encoded chart answers.\n");
+    out.push_str("# TYPE ocs_dash_answer_cache_bytes gauge\n");
+    let _ = writeln!(out, "ocs_dash_answer_cache_bytes {bytes}");
     if let Ok(s) = engine.snapshot() {
         out.push_str("# HELP ocs_dash_snapshot_info The current snapshot's version.\n");
         out.push_str("# TYPE ocs_dash_snapshot_info gauge\n");

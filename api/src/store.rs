@@ -6,6 +6,7 @@
 //! same, with timestamps as UTC microseconds and booleans as 0/1.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -15,6 +16,8 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 use utoipa::ToSchema;
 
+use crate::audit::{AuditLog, AuditRow};
+use crate::credentials::CredentialCache;
 use crate::error::{Error, Result};
 
 static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -30,11 +33,15 @@ pub enum Backend {
     Postgres,
 }
 
-/// A connection pool to the metadata store.
+/// A connection pool to the metadata store, with the audit log's writer
+/// ([`crate::audit`]) and the cache of verified credentials
+/// ([`crate::credentials`]). Clones share all three.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    audit: Arc<AuditLog>,
+    credentials: Arc<CredentialCache>,
 }
 
 /// An API key as stored (never the key itself).
@@ -142,7 +149,12 @@ impl Store {
             Backend::Sqlite => SQLITE.run(&pool).await?,
             Backend::Postgres => POSTGRES.run(&pool).await?,
         }
-        Ok(Store { pool, backend })
+        Ok(Store {
+            audit: Arc::new(AuditLog::start(pool.clone())),
+            pool,
+            backend,
+            credentials: Arc::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -155,8 +167,9 @@ impl Store {
         Ok(())
     }
 
-    /// Closes the pool (at shutdown).
+    /// Writes the queued audit rows and closes the pool (at shutdown).
     pub async fn close(&self) {
+        self.audit.close().await;
         self.pool.close().await;
     }
 
@@ -230,19 +243,47 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        bump_auth_revision(&mut tx).await?;
         tx.commit().await?;
+        self.credentials.clear();
         Ok(done == 1)
     }
 
-    /// The active key with this hash.
+    /// The active key with this hash (a recently verified one from memory).
     pub async fn key_by_hash(&self, key_hash: &str) -> Result<Option<Credential>> {
+        self.check_revocations().await?;
+        if let Some(cred) = self.credentials.get(key_hash, micros(Utc::now())) {
+            return Ok(Some(cred));
+        }
+        let generation = self.credentials.generation();
         let row = sqlx::query(
             "SELECT id, team_id, team_slug, user_name FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
         )
         .bind(key_hash)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| credential(&r, None)).transpose()
+        let cred = row.map(|r| credential(&r, None)).transpose()?;
+        if let Some(c) = &cred {
+            self.credentials.put(key_hash, c.clone(), None, generation);
+        }
+        Ok(cred)
+    }
+
+    /// Re-reads the store's revocation counter when it is due (see
+    /// [`crate::credentials`]); a change empties the credential cache.
+    async fn check_revocations(&self) -> Result<()> {
+        if !self.credentials.poll_due() {
+            return Ok(());
+        }
+        // Another request is reading it: go on with what is known.
+        let Ok(_reading) = self.credentials.polling.try_lock() else {
+            return Ok(());
+        };
+        let revision: i64 = sqlx::query_scalar("SELECT revision FROM auth_revision WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        self.credentials.saw_revision(revision);
+        Ok(())
     }
 
     // ---- browser sessions -----------------------------------------------
@@ -267,26 +308,43 @@ impl Store {
         Ok(())
     }
 
-    /// The live session with this token hash (its key not revoked).
+    /// The live session with this token hash (its key not revoked; a
+    /// recently verified one from memory).
     pub async fn session_by_hash(&self, token_hash: &str) -> Result<Option<Credential>> {
+        self.check_revocations().await?;
+        let now = micros(Utc::now());
+        if let Some(cred) = self.credentials.get(token_hash, now) {
+            return Ok(Some(cred));
+        }
+        let generation = self.credentials.generation();
         let row = sqlx::query(
-            "SELECT k.id, k.team_id, k.team_slug, k.user_name, s.csrf_token FROM sessions s \
+            "SELECT k.id, k.team_id, k.team_slug, k.user_name, s.csrf_token, s.expires_at FROM sessions s \
              JOIN api_keys k ON k.id = s.key_id \
              WHERE s.token_hash = $1 AND s.expires_at > $2 AND k.revoked_at IS NULL",
         )
         .bind(token_hash)
-        .bind(micros(Utc::now()))
+        .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| credential(&r, Some(r.try_get(4)?))).transpose()
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let cred = credential(&r, Some(r.try_get(4)?))?;
+        self.credentials
+            .put(token_hash, cred.clone(), Some(r.try_get(5)?), generation);
+        Ok(Some(cred))
     }
 
     /// Ends a session.
     pub async fn delete_session(&self, token_hash: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        bump_auth_revision(&mut tx).await?;
+        tx.commit().await?;
+        self.credentials.clear();
         Ok(())
     }
 
@@ -376,27 +434,36 @@ impl Store {
 
     // ---- audit log ------------------------------------------------------
 
-    /// Appends one row to the audit log.
+    /// Queues one row for the audit log (written in the background, see
+    /// [`crate::audit`]); fails while the log cannot be written.
     pub async fn audit(&self, entry: &AuditEntry) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, key_id, user_name, team_id, action, target, filters, row_count) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(micros(entry.at))
-        .bind(entry.key_id)
-        .bind(&entry.user)
-        .bind(entry.team_id)
-        .bind(&entry.action)
-        .bind(&entry.target)
-        .bind(entry.filters.to_string())
-        .bind(entry.rows)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.audit
+            .push(AuditRow {
+                at_micros: micros(entry.at),
+                key_id: entry.key_id,
+                user: entry.user.clone(),
+                team_id: entry.team_id,
+                action: entry.action.clone(),
+                target: entry.target.clone(),
+                filters: entry.filters.to_string().into(),
+                rows: entry.rows,
+            })
+            .await
     }
 
-    /// The newest `limit` audit rows, newest first.
+    /// Queues a row whose filters are already JSON text.
+    pub(crate) async fn audit_row(&self, row: AuditRow) -> Result<()> {
+        self.audit.push(row).await
+    }
+
+    /// Waits until every audit row queued so far is in the store.
+    pub async fn flush_audit(&self) -> Result<()> {
+        self.audit.flush().await
+    }
+
+    /// The newest `limit` audit rows, newest first (after writing the queued ones).
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>> {
+        self.flush_audit().await?;
         let rows = sqlx::query(
             "SELECT at, key_id, user_name, team_id, action, target, filters, row_count FROM audit_log ORDER BY id DESC LIMIT $1",
         )
@@ -418,6 +485,14 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Tells other processes (see [`crate::credentials`]) that a credential stopped working.
+async fn bump_auth_revision(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
+    sqlx::query("UPDATE auth_revision SET revision = revision + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 fn credential(r: &AnyRow, csrf: Option<String>) -> Result<Credential> {

@@ -127,6 +127,7 @@ impl Default for CacheConfig {
 #[derive(Debug)]
 pub struct Engine {
     data: DataDir,
+    cache_config: CacheConfig,
     cache: Option<Cache<CacheKey, Arc<ChartData>>>,
     loaded: Mutex<Option<Arc<Snapshot>>>,
     /// Shared by every query: its caches of folder listings and Parquet
@@ -145,18 +146,19 @@ pub struct CacheCounts {
 }
 
 impl Engine {
-    pub fn new(data: DataDir, cache: CacheConfig) -> Engine {
-        let cache = (!cache.ttl.is_zero()).then(|| {
+    pub fn new(data: DataDir, cache_config: CacheConfig) -> Engine {
+        let cache = (!cache_config.ttl.is_zero()).then(|| {
             Cache::builder()
-                .max_capacity(cache.max_bytes)
+                .max_capacity(cache_config.max_bytes)
                 .weigher(|_k: &CacheKey, v: &Arc<ChartData>| {
                     serde_json::to_vec(v.as_ref()).map_or(u32::MAX, |b| b.len().try_into().unwrap_or(u32::MAX))
                 })
-                .time_to_live(cache.ttl)
+                .time_to_live(cache_config.ttl)
                 .build()
         });
         Engine {
             data,
+            cache_config,
             cache,
             loaded: Mutex::new(None),
             runtime: query_runtime(),
@@ -235,6 +237,11 @@ impl Engine {
             },
             data,
         })
+    }
+
+    /// The result cache's settings (a server caching encoded answers follows them).
+    pub fn cache_config(&self) -> CacheConfig {
+        self.cache_config
     }
 
     /// Cache statistics: (entries, weighted bytes).
