@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::{TestDb, snapshot_contents, snapshot_i64};
@@ -10,6 +11,7 @@ use ocs_dash_engine::snapshot::DataDir;
 use ocs_dash_etl::generate::{self, GenOptions, Scale};
 use ocs_dash_etl::progress::Progress;
 use ocs_dash_etl::run::{EtlOptions, Summary, run_etl};
+use sqlx::AssertSqlSafe;
 
 fn gen_opts(scale: Scale, seed: u64, session_platform: bool) -> GenOptions {
     GenOptions {
@@ -256,12 +258,170 @@ async fn incremental_equals_full_after_inserts_updates_and_deletes() {
     db.drop_db().await;
 }
 
+/// Same rows in every table, and the same counts, anomalies and watermark
+/// in the manifests.
 async fn assert_tables_equal(a: &Path, b: &Path) {
     let (ta, tb) = (snapshot_contents(a).await, snapshot_contents(b).await);
     for (name, batch) in &ta {
         assert_eq!(batch.num_rows(), tb[name].num_rows(), "row count of {name}");
         assert!(batch == &tb[name], "table {name} differs between incremental and full");
     }
+    let manifest = |p: &Path| {
+        let dir = DataDir::new(p);
+        dir.manifest(&dir.require_current().unwrap()).unwrap()
+    };
+    let (ma, mb) = (manifest(a), manifest(b));
+    assert_eq!(ma.tables, mb.tables);
+    assert_eq!(ma.watermark, mb.watermark);
+    let mut anomalies = ma.anomalies.clone();
+    // Infinite timestamps are counted among the rows read (fewer when incremental).
+    anomalies.remove("infinite_timestamps");
+    let mut expected = mb.anomalies.clone();
+    expected.remove("infinite_timestamps");
+    assert_eq!(anomalies, expected);
+}
+
+/// Every Parquet file of the current snapshot: path inside the version →
+/// inode (hard links share it).
+fn current_files(data: &Path) -> BTreeMap<String, u64> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = DataDir::new(data);
+    let root = dir.version_dir(&dir.require_current().unwrap());
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                let rel = p.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::metadata(&p).unwrap().ino());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn incremental_rewrites_only_the_files_whose_rows_changed() {
+    let db = TestDb::create("inc_files").await;
+    generate::generate_into_postgres(&db.url, &gen_opts(Scale::Tiny, 9, true))
+        .await
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    etl(&db, data.path(), true).await;
+    let before = current_files(data.path());
+    // Time-sorted tables are stored per team and month.
+    assert!(
+        before
+            .keys()
+            .any(|f| f.starts_with("turns/team_id=") && f.contains("/part-20"))
+    );
+
+    // Nothing changed: every file is the previous one.
+    let s = etl(&db, data.path(), false).await;
+    assert_eq!(s.mode, "incremental", "{:?}", s.fallback);
+    let same = current_files(data.path());
+    assert_eq!(same, before, "files were rewritten although nothing changed");
+
+    // One session of the largest team gets another platform: its turns'
+    // month, its own month, and the rollup and tags of that month change.
+    let counted = counted_sessions_sql(true);
+    let (team, session) = {
+        let mut c = db.conn().await;
+        let row: (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT s.team_id, s.id FROM ({counted}) s
+             JOIN chat_chatmessage m ON m.chat_id = s.chat_id
+             WHERE s.team_id = (SELECT team_id FROM experiments_experimentsession GROUP BY 1 ORDER BY count(*) DESC LIMIT 1)
+             GROUP BY s.team_id, s.id, s.created_at
+             HAVING date_trunc('month', min(m.created_at) AT TIME ZONE 'UTC') = date_trunc('month', max(m.created_at) AT TIME ZONE 'UTC')
+                AND date_trunc('month', min(m.created_at) AT TIME ZONE 'UTC') = date_trunc('month', s.created_at AT TIME ZONE 'UTC')
+             ORDER BY s.id LIMIT 1"
+        )))
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        row
+    };
+    let month: String = {
+        let mut c = db.conn().await;
+        sqlx::query_scalar(
+            "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYYMM') FROM experiments_experimentsession WHERE id = $1",
+        )
+        .bind(session)
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
+    };
+    db.exec(&format!(
+        "UPDATE experiments_experimentsession SET platform = 'matrix' WHERE id = {session}"
+    ))
+    .await;
+    let s = etl(&db, data.path(), false).await;
+    assert_eq!(s.mode, "incremental", "{:?}", s.fallback);
+    let after = current_files(data.path());
+    let folder = format!("/team_id={team}/");
+    let mut rewritten = Vec::new();
+    for (f, ino) in &after {
+        if same.get(f) != Some(ino) {
+            rewritten.push(f.clone());
+            // The session's chat tags and its chat's other messages may change too.
+            let expected = f.contains(&folder)
+                && (f.contains(&format!("/part-{month}-")) || f.starts_with("session_tags/"))
+                || f == "_other_messages/part-0.parquet";
+            assert!(
+                expected,
+                "{f} was rewritten, but only team {team}'s month {month} changed"
+            );
+        }
+    }
+    for t in ["sessions", "turns", "turn_slots"] {
+        assert!(
+            rewritten.iter().any(|f| f.starts_with(&format!("{t}/"))),
+            "{t} of month {month} not rewritten: {rewritten:?}"
+        );
+    }
+
+    // A tag on an old turn of another team rewrites that team's month of
+    // message tags only.
+    let (other_team, tagged_month): (i64, String) = {
+        let mut c = db.conn().await;
+        sqlx::query_as(AssertSqlSafe(format!(
+            "INSERT INTO annotations_customtaggeditem (created_at, updated_at, team_id, tag_id, content_type_id, object_id)
+             SELECT now(), now(), s.team_id, t.id, ct.id, m.id
+             FROM chat_chatmessage m JOIN ({counted}) s ON s.chat_id = m.chat_id
+             JOIN LATERAL (SELECT id FROM annotations_tag WHERE team_id = s.team_id AND category = '' ORDER BY id LIMIT 1) t ON true
+             JOIN django_content_type ct ON ct.app_label = 'chat' AND ct.model = 'chatmessage'
+             WHERE s.team_id <> $1 AND m.message_type = 'human'
+               AND NOT EXISTS (SELECT 1 FROM annotations_customtaggeditem i WHERE i.object_id = m.id AND i.content_type_id = ct.id)
+             ORDER BY m.id LIMIT 1
+             RETURNING team_id, (SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYYMM') FROM chat_chatmessage WHERE id = object_id)"
+        )))
+        .bind(team)
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
+    };
+    let s = etl(&db, data.path(), false).await;
+    assert_eq!(s.mode, "incremental", "{:?}", s.fallback);
+    let last = current_files(data.path());
+    let mut rewritten = Vec::new();
+    for (f, ino) in &last {
+        if after.get(f) != Some(ino) {
+            rewritten.push(f.clone());
+        }
+    }
+    assert_eq!(
+        rewritten,
+        vec![format!(
+            "message_tags/team_id={other_team}/part-{tagged_month}-0.parquet"
+        )]
+    );
+    let full = tempfile::tempdir().unwrap();
+    etl(&db, full.path(), true).await;
+    assert_tables_equal(data.path(), full.path()).await;
+    db.drop_db().await;
 }
 
 #[tokio::test]

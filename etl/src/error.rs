@@ -30,6 +30,9 @@ pub enum Error {
     /// The binary COPY stream was not what we asked for.
     #[error("malformed COPY data from Postgres: {0}")]
     Copy(String),
+    /// The previous snapshot cannot be built on.
+    #[error("the previous snapshot is unusable: {0}")]
+    PrevSnapshot(String),
     /// An error in the snapshot layer.
     #[error(transparent)]
     Engine(#[from] ocs_dash_engine::Error),

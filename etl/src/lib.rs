@@ -10,6 +10,7 @@
 pub mod error;
 pub mod fixture;
 pub mod generate;
+pub mod incremental;
 pub mod pgcopy;
 pub mod postgres;
 pub mod progress;

@@ -9,21 +9,21 @@
 //! previous snapshot keeps every valid message (turns plus
 //! `_other_messages`) and records the highest message id it saw, with the
 //! count and sum of all ids up to it. A new run
-//! 1. drops the previous messages whose chat no longer exists (OCS deletes a
+//! 1. finds the previous messages whose chat no longer exists (OCS deletes a
 //!    session's messages by deleting its chat),
 //! 2. asks Postgres for the count and id sum of messages up to the old
-//!    watermark, and compares them with what is left of the previous
-//!    snapshot: equal means no message below the watermark was deleted or
-//!    inserted late (a transaction that committed after the previous export
-//!    with a lower id),
+//!    watermark, and compares them with the previous snapshot's minus those:
+//!    equal means no message below the watermark was deleted or inserted
+//!    late (a transaction that committed after the previous export with a
+//!    lower id),
 //! 3. reads only messages above the watermark.
 //!
 //! If the check in 2 fails, the run falls back to reading every message and
 //! says so in its summary. OCS never edits a message's `chat_id`,
 //! `message_type` or `created_at` after insert; an edit of those in place is
 //! the one change an incremental run would not see (`--full` does).
-//! The transform then runs on the complete source, so an incremental
-//! snapshot is identical to a full one by construction.
+//! [`crate::incremental`] then rewrites only the files whose rows changed,
+//! so an incremental snapshot holds the same rows as a full one.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,11 +34,12 @@ use chrono::{DateTime, Utc};
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::prelude::SessionContext;
-use ocs_dash_engine::snapshot::{DataDir, Manifest, MessageWatermark, register_all};
+use ocs_dash_engine::snapshot::{DataDir, Manifest, MessageWatermark};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::generate::{self, GenOptions};
+use crate::incremental;
 use crate::postgres;
 use crate::progress::Progress;
 use crate::source::{MESSAGES, SOURCES, source};
@@ -163,64 +164,65 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
 
     let messages = source(MESSAGES);
     let mut fallback = None;
-    let mut incremental_from = None;
+    let mut plan = None;
     if let Some(prev) = &previous {
-        register_all(&ctx, &dir, &prev.version, "prev_")?;
-        ctx.sql(KEPT_MESSAGES_VIEW).await?.collect().await?;
-        let kept = watermark(&ctx, "kept_messages").await?;
-        let kept = (kept.count, kept.id_sum);
-        let pg = postgres::message_fingerprint(&mut conn, prev.watermark.max_id).await?;
-        if kept == pg {
-            incremental_from = Some(prev.watermark.max_id);
-        } else {
-            fallback = Some(format!(
-                "messages up to id {} changed since the last snapshot (now {} rows, snapshot kept {})",
-                prev.watermark.max_id, pg.0, kept.0
-            ));
+        progress.step("comparing with the previous snapshot");
+        match incremental::prepare(&ctx, &dir, prev).await? {
+            Ok(p) => {
+                let kept = p.kept()?;
+                let pg = postgres::message_fingerprint(&mut conn, p.watermark()).await?;
+                if kept == pg {
+                    plan = Some(p);
+                } else {
+                    fallback = Some(format!(
+                        "messages up to id {} changed since the last snapshot (now {} rows, snapshot kept {})",
+                        p.watermark(),
+                        pg.0,
+                        kept.0
+                    ));
+                }
+            }
+            Err(why) => fallback = Some(why),
         }
     }
-    let (rows, inf) = postgres::copy_table(&mut conn, messages, info, incremental_from, &mut stage, progress).await?;
+    let from = plan.as_ref().map(incremental::Plan::watermark);
+    let (rows, inf) = postgres::copy_table(&mut conn, messages, info, from, &mut stage, progress).await?;
     source_rows.insert(MESSAGES.to_string(), rows);
     infinite += inf;
     sqlx::query("COMMIT").execute(&mut conn).await?;
     drop(conn);
 
-    if incremental_from.is_some() {
-        stage.register(&ctx, messages, "new_chat_chatmessage").await?;
-        ctx.sql(
-            "CREATE VIEW chat_chatmessage AS SELECT * FROM kept_messages UNION ALL SELECT * FROM new_chat_chatmessage",
-        )
-        .await?
-        .collect()
-        .await?;
-    } else {
-        stage.register(&ctx, messages, MESSAGES).await?;
-    }
-    let mode = if incremental_from.is_some() {
-        "incremental"
-    } else {
-        "full"
+    let meta = Meta {
+        version: version.clone(),
+        as_of,
+        source: "postgres",
+        mode: if plan.is_some() { "incremental" } else { "full" },
+        session_platform_column: info.session_platform,
+        source_rows: source_rows.clone(),
+        infinite_timestamps: infinite,
     };
-    let manifest = finish_snapshot(
-        &ctx,
-        &dir,
-        stage,
-        Meta {
-            version: version.clone(),
-            as_of,
-            source: "postgres",
-            mode,
-            session_platform_column: info.session_platform,
-            source_rows: source_rows.clone(),
-            infinite_timestamps: infinite,
-        },
-        progress,
-    )
-    .await?;
+    let manifest = match &plan {
+        Some(plan) => {
+            stage.register(&ctx, messages, "new_chat_chatmessage").await?;
+            progress.step("writing snapshot");
+            let (out, watermark) = incremental::run(&ctx, plan, &vdir).await?;
+            stage.remove()?;
+            seal_and_publish(&ctx, &dir, meta, out, watermark, progress).await?
+        }
+        None => {
+            // A fresh context: nothing of the comparison stays registered.
+            let ctx = transform::etl_context()?;
+            for table in SOURCES.iter() {
+                stage.register(&ctx, table, table.name).await?;
+            }
+            finish_snapshot(&ctx, &dir, stage, meta, progress).await?
+        }
+    };
+    let mode = manifest.mode.clone();
     let pruned = dir.prune(opts.keep)?;
     Ok(Summary {
         version,
-        mode: mode.to_string(),
+        mode,
         fallback,
         as_of,
         source_rows,
@@ -231,15 +233,6 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
     })
 }
 
-/// The previous snapshot's messages that still have their chat, in the
-/// source schema of `chat_chatmessage`.
-const KEPT_MESSAGES_VIEW: &str = "CREATE VIEW kept_messages AS
-    SELECT message_id AS id, chat_id, message_type, created_at FROM prev_turns
-    WHERE chat_id IN (SELECT id FROM chat_chat)
-    UNION ALL
-    SELECT message_id AS id, chat_id, message_type, created_at FROM prev__other_messages
-    WHERE chat_id IN (SELECT id FROM chat_chat)";
-
 /// The last snapshot this data directory got from Postgres, if an
 /// incremental run can build on it.
 fn previous_postgres_manifest(dir: &DataDir) -> Result<Option<Manifest>> {
@@ -249,7 +242,7 @@ fn previous_postgres_manifest(dir: &DataDir) -> Result<Option<Manifest>> {
 }
 
 /// Highest id, count and decimal id sum of a registered message table.
-async fn watermark(ctx: &SessionContext, table: &str) -> Result<MessageWatermark> {
+pub(crate) async fn watermark(ctx: &SessionContext, table: &str) -> Result<MessageWatermark> {
     let sql = format!(
         "SELECT COALESCE(max(id), 0), count(*), \
          CAST(COALESCE(sum(CAST(id AS DECIMAL(38, 0))), 0) AS VARCHAR) FROM {table}"
@@ -274,7 +267,7 @@ struct Meta {
     infinite_timestamps: u64,
 }
 
-/// Transform, seal, publish: the tail every snapshot build shares.
+/// Full transform, seal, publish: the tail every full build shares.
 async fn finish_snapshot(
     ctx: &SessionContext,
     dir: &DataDir,
@@ -286,8 +279,20 @@ async fn finish_snapshot(
     let watermark = watermark(ctx, MESSAGES).await?;
     progress.step("writing snapshot");
     let out = transform::run(ctx, &vdir).await?;
-    progress.done("transform", "all", out.tables.values().sum());
     stage.remove()?;
+    seal_and_publish(ctx, dir, meta, out, watermark, progress).await
+}
+
+/// Writes the manifest of a fully written version and makes it current.
+async fn seal_and_publish(
+    ctx: &SessionContext,
+    dir: &DataDir,
+    meta: Meta,
+    out: transform::Transformed,
+    watermark: MessageWatermark,
+    progress: &mut Progress,
+) -> Result<Manifest> {
+    progress.done("transform", "all", out.tables.values().sum());
     let mut anomalies = out.anomalies;
     if meta.infinite_timestamps > 0 {
         anomalies.insert("infinite_timestamps".into(), meta.infinite_timestamps);

@@ -45,22 +45,37 @@ pub fn etl_context() -> Result<SessionContext> {
 /// The table SQL, in writing order. Later queries read earlier outputs back
 /// from the new snapshot as `snap_<table>`.
 const STEPS: &[(&str, &str)] = &[
-    ("teams", include_str!("../sql/teams.sql")),
-    ("chatbots", include_str!("../sql/chatbots.sql")),
-    ("participants", include_str!("../sql/participants.sql")),
-    ("tags", include_str!("../sql/tags.sql")),
-    ("sessions", include_str!("../sql/sessions.sql")),
-    ("turns", include_str!("../sql/turns.sql")),
+    ("teams", TEAMS_SQL),
+    ("chatbots", CHATBOTS_SQL),
+    ("participants", PARTICIPANTS_SQL),
+    ("tags", TAGS_SQL),
+    ("sessions", SESSIONS_SQL),
+    ("turns", TURNS_SQL),
     ("turn_slots", TURN_SLOTS_SQL),
-    ("_other_messages", include_str!("../sql/other_messages.sql")),
-    ("message_tags", include_str!("../sql/message_tags.sql")),
-    ("session_tags", include_str!("../sql/session_tags.sql")),
+    ("_other_messages", OTHER_MESSAGES_SQL),
+    ("message_tags", MESSAGE_TAGS_SQL),
+    ("session_tags", SESSION_TAGS_SQL),
 ];
 
+pub const TEAMS_SQL: &str = include_str!("../sql/teams.sql");
+pub const CHATBOTS_SQL: &str = include_str!("../sql/chatbots.sql");
+pub const PARTICIPANTS_SQL: &str = include_str!("../sql/participants.sql");
+pub const TAGS_SQL: &str = include_str!("../sql/tags.sql");
+pub const SESSIONS_SQL: &str = include_str!("../sql/sessions.sql");
+/// Turns of the messages in `chat_chatmessage`, from `snap_sessions`.
+pub const TURNS_SQL: &str = include_str!("../sql/turns.sql");
 /// The rollup query over `snap_turns` (also used by [`crate::rollup`]).
 pub const TURN_SLOTS_SQL: &str = include_str!("../sql/turn_slots.sql");
-
-const ANOMALIES: &str = include_str!("../sql/anomalies.sql");
+pub const OTHER_MESSAGES_SQL: &str = include_str!("../sql/other_messages.sql");
+/// Tag attachments that can become message tags, as the view `message_items`.
+pub const MESSAGE_ITEMS_SQL: &str = include_str!("../sql/message_items.sql");
+/// `message_items` joined with `snap_turns`.
+pub const MESSAGE_TAGS_SQL: &str = include_str!("../sql/message_tags.sql");
+pub const SESSION_TAGS_SQL: &str = include_str!("../sql/session_tags.sql");
+/// Anomalies of tables other than messages (reads the view `message_ids`).
+pub const ANOMALIES_SQL: &str = include_str!("../sql/anomalies.sql");
+/// Per-message anomalies: additive over any split of the messages by chat.
+pub const MESSAGE_ANOMALIES_SQL: &str = include_str!("../sql/message_anomalies.sql");
 
 /// What the transform produced.
 #[derive(Debug, Default, Clone)]
@@ -71,10 +86,20 @@ pub struct Transformed {
     pub anomalies: BTreeMap<String, u64>,
 }
 
+/// Registers the result of `sql` as the view `name`.
+pub async fn create_view(ctx: &SessionContext, name: &str, sql: &str) -> Result<()> {
+    let view = ctx.sql(sql).await?.into_view();
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, view)?;
+    Ok(())
+}
+
 /// Runs the transform: source tables registered in `ctx` → the snapshot
 /// tables written under `version_dir`.
 pub async fn run(ctx: &SessionContext, version_dir: &Path) -> Result<Transformed> {
     let mut out = Transformed::default();
+    create_view(ctx, "message_items", MESSAGE_ITEMS_SQL).await?;
+    create_view(ctx, "message_ids", "SELECT id FROM chat_chatmessage").await?;
     for (name, sql) in STEPS {
         let def = snapshot::table(name).expect("every step is a snapshot table");
         let started = std::time::Instant::now();
@@ -89,14 +114,24 @@ pub async fn run(ctx: &SessionContext, version_dir: &Path) -> Result<Transformed
         register_table(ctx, &format!("snap_{name}"), &version_dir.join(name), def)?;
         out.tables.insert(name.to_string(), rows);
     }
-    for batch in ctx.sql(ANOMALIES).await?.collect().await? {
+    for sql in [MESSAGE_ANOMALIES_SQL, ANOMALIES_SQL] {
+        for (kind, n) in anomalies(ctx, sql).await? {
+            if n > 0 {
+                out.anomalies.insert(kind, n as u64);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs an anomaly query: (kind, count) rows.
+pub async fn anomalies(ctx: &SessionContext, sql: &str) -> Result<Vec<(String, i64)>> {
+    let mut out = Vec::new();
+    for batch in ctx.sql(sql).await?.collect().await? {
         let kinds = batch.column(0).as_string::<i32>();
         let counts = batch.column(1).as_primitive::<Int64Type>();
         for i in 0..batch.num_rows() {
-            let n = counts.value(i) as u64;
-            if n > 0 {
-                out.anomalies.insert(kinds.value(i).to_string(), n);
-            }
+            out.push((kinds.value(i).to_string(), counts.value(i)));
         }
     }
     Ok(out)

@@ -1,12 +1,13 @@
-//! Writing snapshot tables: sorted, split by team, zstd Parquet with page
-//! statistics, a few large files per team.
+//! Writing snapshot tables: sorted, split by team (and by month for the
+//! tables sorted by time), zstd Parquet with page statistics.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use chrono::{DateTime, Datelike, NaiveDate};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{Int64Type, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimestampMicrosecondType};
 use datafusion::prelude::{DataFrame, col};
 use futures::StreamExt;
 use ocs_dash_engine::snapshot::{TEAM_COLUMN, TableDef};
@@ -23,13 +24,76 @@ pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// A team's table rolls over to a new file after this many rows.
 pub const FILE_ROWS: usize = 8 * 1024 * 1024;
 
-/// Splits a batch sorted by `team_id` (column 0) into one slice per team
-/// run, without the team column. Pure: no I/O.
-pub fn split_by_team(batch: &RecordBatch) -> Vec<(i64, RecordBatch)> {
+/// A partitioned table whose first sort column is a timestamp is stored as
+/// one file per team and UTC calendar month of that column (`part-YYYYMM-<n>`),
+/// so that an incremental ETL rewrites only the months whose rows changed and
+/// hard-links the rest. Returns that column's name.
+pub fn chunk_column(def: &TableDef) -> Option<&'static str> {
+    let first = *def.sort_by.first()?;
+    let is_time = matches!(
+        def.schema.field_with_name(first).ok()?.data_type(),
+        DataType::Timestamp(..)
+    );
+    (def.partitioned && is_time).then_some(first)
+}
+
+/// The file chunk a row belongs to: its team (partitioned tables) and its
+/// month as `YYYYMM` (chunked tables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Chunk {
+    pub team: Option<i64>,
+    pub month: Option<u32>,
+}
+
+/// `YYYYMM` of a UTC instant in microseconds, and the first microsecond of
+/// the next month.
+pub fn month_of(micros: i64) -> (u32, i64) {
+    let t = DateTime::from_timestamp_micros(micros).unwrap_or_default();
+    let (y, m) = (t.year(), t.month());
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    let next = NaiveDate::from_ymd_opt(ny, nm, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(i64::MAX, |d| d.and_utc().timestamp_micros());
+    (y as u32 * 100 + m, next)
+}
+
+/// The first microsecond (UTC) of a `YYYYMM` month.
+pub fn month_start(month: u32) -> i64 {
+    NaiveDate::from_ymd_opt((month / 100) as i32, month % 100, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(i64::MIN, |d| d.and_utc().timestamp_micros())
+}
+
+/// The month of a chunked table's file name (`part-YYYYMM-<n>.parquet`).
+pub fn file_month(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    let (month, n) = rest.split_once('-')?;
+    n.parse::<usize>().ok()?;
+    (month.len() == 6).then(|| month.parse().ok()).flatten()
+}
+
+/// Splits a batch sorted by `team_id` (column 0, if `partitioned`) and then
+/// by the column at `chunk_col` (if any) into one slice per chunk, without
+/// the team column. Pure: no I/O.
+pub fn split_into_chunks(
+    batch: &RecordBatch,
+    partitioned: bool,
+    chunk_col: Option<usize>,
+) -> Vec<(Chunk, RecordBatch)> {
+    if !partitioned {
+        return vec![(
+            Chunk {
+                team: None,
+                month: None,
+            },
+            batch.clone(),
+        )];
+    }
     let teams = batch.column(0).as_primitive::<Int64Type>();
     let rest = batch
         .project(&(1..batch.num_columns()).collect::<Vec<_>>())
         .expect("valid projection");
+    let times = chunk_col.map(|c| batch.column(c).as_primitive::<TimestampMicrosecondType>().values());
     let mut out = Vec::new();
     let mut start = 0;
     while start < batch.num_rows() {
@@ -38,7 +102,28 @@ pub fn split_by_team(batch: &RecordBatch) -> Vec<(i64, RecordBatch)> {
         while end < batch.num_rows() && teams.value(end) == team {
             end += 1;
         }
-        out.push((team, rest.slice(start, end - start)));
+        match times {
+            None => out.push((
+                Chunk {
+                    team: Some(team),
+                    month: None,
+                },
+                rest.slice(start, end - start),
+            )),
+            Some(times) => {
+                let mut from = start;
+                while from < end {
+                    let (month, next) = month_of(times[from]);
+                    let to = from + times[from..end].partition_point(|t| *t < next);
+                    let chunk = Chunk {
+                        team: Some(team),
+                        month: Some(month),
+                    };
+                    out.push((chunk, rest.slice(from, to - from)));
+                    from = to;
+                }
+            }
+        }
         start = end;
     }
     out
@@ -63,15 +148,24 @@ fn properties(def: &TableDef) -> WriterProperties {
 }
 
 struct TeamFile {
-    team: Option<i64>,
+    chunk: Chunk,
     part: usize,
     rows: usize,
     writer: ArrowWriter<File>,
 }
 
+/// The folder of a team's files (or the table's, if unpartitioned).
+pub fn chunk_dir(table_dir: &Path, team: Option<i64>) -> PathBuf {
+    match team {
+        Some(t) => table_dir.join(format!("{TEAM_COLUMN}={t}")),
+        None => table_dir.to_path_buf(),
+    }
+}
+
 /// Writes one table of a snapshot into `version_dir/<table>/...` and returns
 /// its row count. `df` yields the table's columns, preceded by `team_id` for
-/// partitioned tables.
+/// partitioned tables. Chunks (see [`chunk_column`]) with no rows in `df`
+/// get no file.
 pub async fn write_table(df: DataFrame, def: &TableDef, version_dir: &Path) -> Result<u64> {
     let root = version_dir.join(def.name);
     fs::create_dir_all(&root).map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
@@ -79,21 +173,24 @@ pub async fn write_table(df: DataFrame, def: &TableDef, version_dir: &Path) -> R
     if def.partitioned {
         order.insert(0, col(TEAM_COLUMN).sort(true, false));
     }
+    // Position in the written batches (team first) of the chunking column.
+    let chunk_col = chunk_column(def).map(|c| 1 + def.schema.index_of(c).expect("chunk column in schema"));
     let mut stream = df.sort(order)?.execute_stream().await?;
     let props = properties(def);
     let mut current: Option<TeamFile> = None;
     let mut total = 0u64;
-    let open = |team: Option<i64>, part: usize| -> Result<TeamFile> {
-        let dir = match team {
-            Some(t) => root.join(format!("{TEAM_COLUMN}={t}")),
-            None => root.clone(),
-        };
+    let open = |chunk: Chunk, part: usize| -> Result<TeamFile> {
+        let dir = chunk_dir(&root, chunk.team);
         fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let path: PathBuf = dir.join(format!("part-{part}.parquet"));
+        let name = match chunk.month {
+            Some(m) => format!("part-{m}-{part}.parquet"),
+            None => format!("part-{part}.parquet"),
+        };
+        let path: PathBuf = dir.join(name);
         let file = File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
         let writer = ArrowWriter::try_new(file, def.schema.clone(), Some(props.clone()))?;
         Ok(TeamFile {
-            team,
+            chunk,
             part,
             rows: 0,
             writer,
@@ -102,21 +199,16 @@ pub async fn write_table(df: DataFrame, def: &TableDef, version_dir: &Path) -> R
     while let Some(batch) = stream.next().await {
         let batch = batch?;
         total += batch.num_rows() as u64;
-        let pieces = if def.partitioned {
-            split_by_team(&batch).into_iter().map(|(t, b)| (Some(t), b)).collect()
-        } else {
-            vec![(None, batch)]
-        };
-        for (team, piece) in pieces {
+        for (chunk, piece) in split_into_chunks(&batch, def.partitioned, chunk_col) {
             let piece = conform(piece, &def.schema)?;
             let next = match current.take() {
-                Some(f) if f.team == team && f.rows < FILE_ROWS => f,
+                Some(f) if f.chunk == chunk && f.rows < FILE_ROWS => f,
                 Some(f) => {
-                    let part = if f.team == team { f.part + 1 } else { 0 };
+                    let part = if f.chunk == chunk { f.part + 1 } else { 0 };
                     f.writer.close()?;
-                    open(team, part)?
+                    open(chunk, part)?
                 }
-                None => open(team, 0)?,
+                None => open(chunk, 0)?,
             };
             let mut f = next;
             f.rows += piece.num_rows();
@@ -130,7 +222,15 @@ pub async fn write_table(df: DataFrame, def: &TableDef, version_dir: &Path) -> R
         }
         None if !def.partitioned => {
             // An empty unpartitioned table still gets its (empty) file.
-            open(None, 0)?.writer.close()?;
+            open(
+                Chunk {
+                    team: None,
+                    month: None,
+                },
+                0,
+            )?
+            .writer
+            .close()?;
         }
         None => {}
     }

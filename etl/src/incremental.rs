@@ -1,0 +1,592 @@
+//! Incremental runs: derive again only what the changes since the previous
+//! snapshot can have touched, write only the files whose rows changed, and
+//! hard-link every other file of the previous version.
+//!
+//! ## Why this is exact
+//!
+//! The tables sorted by time (`sessions`, `turns`, `turn_slots`,
+//! `message_tags`) are stored as one file per team and UTC month
+//! ([`crate::write::chunk_column`]); the other team tables as one file per
+//! team. A file is either copied (hard-linked) from the previous version or
+//! written from scratch with all of its rows, so it suffices to find a
+//! superset of the files whose rows changed:
+//!
+//! - **Small tables** (`chatbots`, `participants`, `tags`, `sessions`,
+//!   `session_tags`) are derived in full from the re-read source tables and
+//!   compared with the previous version (`EXCEPT` both ways); a team's (or a
+//!   team-month's) file is written only if a row differs.
+//! - **Turns** depend only on a message and its chat's session. The chats
+//!   whose session rows differ from the previous snapshot in anything a turn
+//!   or a message anomaly reads (added, deleted or changed sessions), and
+//!   the chats deleted since, are the *changed chats*. Their kept messages
+//!   and the new messages (above the watermark, see [`crate::run`]) are run
+//!   through the same `turns.sql`/`other_messages.sql` as a full run; every
+//!   other message keeps its row. A month of a team is rewritten if it held
+//!   a turn of a changed chat or gets a new turn; `turn_slots` follows
+//!   `turns` month by month (a 15-minute slot never crosses a month).
+//! - **Message tags** are `message_items` (re-derived from the source in
+//!   full) joined with turns. A month is rewritten if its turns were, if it
+//!   held a tag whose item is gone, or if a new item tags one of its turns.
+//! - **Anomalies**: the per-message kinds are the previous counts, minus
+//!   the counts over the changed chats' old messages (with the previous
+//!   sessions), plus the counts over what was derived again; the others are
+//!   computed in full.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext, col, lit};
+use ocs_dash_engine::snapshot::{
+    DataDir, Manifest, MessageWatermark, RollupCoverage, TABLES, TEAM_COLUMN, TableDef, register_all, table,
+    timestamp_type,
+};
+
+use crate::error::{Error, Result};
+use crate::transform::{self, Transformed, create_view};
+use crate::write::{Chunk, chunk_column, chunk_dir, file_month, month_of, month_start, write_table};
+
+/// Session columns whose change can change a turn, an other message, or a
+/// per-message anomaly of the session's chat.
+const SESSION_KEY: &str = "team_id, session_id, chat_id, chatbot_id, participant_id, platform, counted, created_at";
+
+/// What an incremental run builds on, found before new messages are read.
+#[derive(Debug)]
+pub struct Plan {
+    prev: Manifest,
+    prev_dir: PathBuf,
+    /// Count and id sum of the previous snapshot's messages whose chat is gone.
+    removed: (u64, i128),
+}
+
+impl Plan {
+    /// Count and id sum (decimal) the source must have up to the previous
+    /// watermark if no message there was deleted or inserted late.
+    pub fn kept(&self) -> Result<(u64, String)> {
+        let sum = parse_sum(&self.prev.watermark.id_sum)? - self.removed.1;
+        Ok((self.prev.watermark.count - self.removed.0, sum.to_string()))
+    }
+
+    /// Highest message id of the previous snapshot.
+    pub fn watermark(&self) -> i64 {
+        self.prev.watermark.max_id
+    }
+}
+
+fn parse_sum(s: &str) -> Result<i128> {
+    s.parse()
+        .map_err(|_| Error::PrevSnapshot(format!("bad message id sum {s:?} in the manifest")))
+}
+
+/// Checks that an incremental run can build on `prev`, registers its tables
+/// as `prev_<table>`, derives the small tables from the source tables
+/// registered in `ctx` (as `snap_<table>`, in memory) and finds the changed
+/// chats. `Ok(Err(why))` when the run must read everything instead.
+pub async fn prepare(
+    ctx: &SessionContext,
+    dir: &DataDir,
+    prev: &Manifest,
+) -> Result<std::result::Result<Plan, String>> {
+    if prev.rollup != Some(RollupCoverage { from: None, to: None }) {
+        return Ok(Err("the previous snapshot's rollup does not cover every day".into()));
+    }
+    let prev_dir = dir.version_dir(&prev.version);
+    for def in TABLES.iter() {
+        if let Err(why) = chunk_files(def, &prev_dir) {
+            return Ok(Err(why));
+        }
+    }
+    register_all(ctx, dir, &prev.version, "prev_")?;
+    for (name, sql) in [
+        ("teams", transform::TEAMS_SQL),
+        ("chatbots", transform::CHATBOTS_SQL),
+        ("participants", transform::PARTICIPANTS_SQL),
+        ("tags", transform::TAGS_SQL),
+        ("sessions", transform::SESSIONS_SQL),
+    ] {
+        materialize(ctx, &format!("snap_{name}"), sql).await?;
+    }
+    materialize(
+        ctx,
+        "x_chats",
+        &format!(
+            "WITH p AS (SELECT {SESSION_KEY} FROM prev_sessions), n AS (SELECT {SESSION_KEY} FROM snap_sessions)
+             SELECT DISTINCT chat_id FROM (
+                 SELECT chat_id FROM (SELECT * FROM p EXCEPT SELECT * FROM n)
+                 UNION ALL SELECT chat_id FROM (SELECT * FROM n EXCEPT SELECT * FROM p)
+                 UNION ALL SELECT chat_id FROM prev_sessions
+                     WHERE chat_id NOT IN (SELECT id FROM chat_chat WHERE id IS NOT NULL)
+                 UNION ALL SELECT chat_id FROM prev__other_messages
+                     WHERE chat_id NOT IN (SELECT id FROM chat_chat WHERE id IS NOT NULL))
+             WHERE chat_id IS NOT NULL"
+        ),
+    )
+    .await?;
+    let turn_cols = columns(table("turns").expect("turns"));
+    materialize(
+        ctx,
+        "x_prev_turns",
+        &format!("SELECT team_id, {turn_cols} FROM prev_turns WHERE chat_id IN (SELECT chat_id FROM x_chats)"),
+    )
+    .await?;
+    materialize(
+        ctx,
+        "x_prev_other",
+        "SELECT * FROM prev__other_messages WHERE chat_id IN (SELECT chat_id FROM x_chats)",
+    )
+    .await?;
+    let gone = ctx
+        .sql(
+            "SELECT count(*), CAST(COALESCE(sum(CAST(message_id AS DECIMAL(38, 0))), 0) AS VARCHAR) FROM (
+                 SELECT message_id, chat_id FROM x_prev_turns UNION ALL SELECT message_id, chat_id FROM x_prev_other)
+             WHERE chat_id NOT IN (SELECT id FROM chat_chat WHERE id IS NOT NULL)",
+        )
+        .await?
+        .collect()
+        .await?;
+    let count = gone[0].column(0).as_primitive::<Int64Type>().value(0) as u64;
+    let sum = cast(gone[0].column(1), &DataType::Utf8)?;
+    let removed = (count, parse_sum(sum.as_string::<i32>().value(0))?);
+    Ok(Ok(Plan {
+        prev: prev.clone(),
+        prev_dir,
+        removed,
+    }))
+}
+
+/// Builds the new version under `vdir` from the plan and the new messages
+/// registered as `new_chat_chatmessage`. Returns what was written and the
+/// new message watermark.
+pub async fn run(ctx: &SessionContext, plan: &Plan, vdir: &Path) -> Result<(Transformed, MessageWatermark)> {
+    let def = |name| table(name).expect("snapshot table");
+    let step = Step::new();
+    // The messages derived again: kept messages of changed chats, and new ones.
+    create_view(
+        ctx,
+        "chat_chatmessage",
+        "SELECT message_id AS id, chat_id, message_type, created_at FROM x_prev_turns
+             WHERE chat_id IN (SELECT id FROM chat_chat)
+         UNION ALL SELECT message_id AS id, chat_id, message_type, created_at FROM x_prev_other
+             WHERE chat_id IN (SELECT id FROM chat_chat)
+         UNION ALL SELECT id, chat_id, message_type, created_at FROM new_chat_chatmessage",
+    )
+    .await?;
+    materialize(ctx, "d_turns", transform::TURNS_SQL).await?;
+    materialize(ctx, "d_other", transform::OTHER_MESSAGES_SQL).await?;
+    step.log("derived new and changed messages");
+
+    let teams = def("teams");
+    let changed = format!("SELECT count(*) FROM ({})", changed_rows_sql(teams, false));
+    if count(ctx, &changed).await? == 0 {
+        link_except(teams, &plan.prev_dir, vdir, &BTreeSet::new())?;
+    } else {
+        write_table(ctx.table("snap_teams").await?, teams, vdir).await?;
+    }
+    for name in ["chatbots", "participants", "tags", "sessions"] {
+        write_changed(ctx, def(name), &plan.prev_dir, vdir).await?;
+    }
+    step.log("small tables");
+
+    // Turns and their rollup, month by month.
+    let turns = def("turns");
+    let turn_cols = columns(turns);
+    let a_turns = chunk_set(
+        ctx,
+        "SELECT DISTINCT team_id, date_trunc('month', created_at) FROM (
+             SELECT team_id, created_at FROM x_prev_turns UNION ALL SELECT team_id, created_at FROM d_turns)",
+    )
+    .await?;
+    register_chunks(ctx, "a_prev_turns", turns, &plan.prev_dir, &a_turns).await?;
+    create_view(
+        ctx,
+        "snap_turns",
+        &format!(
+            "SELECT team_id, {turn_cols} FROM a_prev_turns WHERE chat_id NOT IN (SELECT chat_id FROM x_chats)
+             UNION ALL SELECT team_id, {turn_cols} FROM d_turns"
+        ),
+    )
+    .await?;
+    write_chunks(ctx.table("snap_turns").await?, turns, &a_turns, &plan.prev_dir, vdir).await?;
+    let slots = ctx.sql(transform::TURN_SLOTS_SQL).await?;
+    write_chunks(slots, def("turn_slots"), &a_turns, &plan.prev_dir, vdir).await?;
+    step.log(&format!("turns: {} team-months rewritten", a_turns.len()));
+
+    // Message tags: months whose turns changed, lost a tag, or gained one.
+    create_view(ctx, "message_items", transform::MESSAGE_ITEMS_SQL).await?;
+    let mut a_tags = chunk_set(
+        ctx,
+        "SELECT DISTINCT p.team_id, date_trunc('month', p.created_at) FROM prev_message_tags p
+         WHERE NOT EXISTS (SELECT 1 FROM message_items i
+                           WHERE i.team_id = p.team_id AND i.tag_id = p.tag_id AND i.message_id = p.message_id)
+         UNION
+         SELECT DISTINCT t.team_id, date_trunc('month', t.created_at) FROM prev_turns t
+         JOIN (SELECT i.team_id, i.message_id FROM message_items i
+               WHERE NOT EXISTS (SELECT 1 FROM prev_message_tags p
+                                 WHERE i.team_id = p.team_id AND i.tag_id = p.tag_id AND i.message_id = p.message_id)) c
+           ON c.message_id = t.message_id AND c.team_id = t.team_id",
+    )
+    .await?;
+    a_tags.extend(a_turns.iter().copied());
+    register_chunks(ctx, "snap_turns", turns, vdir, &a_tags).await?;
+    let tags = ctx.sql(transform::MESSAGE_TAGS_SQL).await?;
+    write_chunks(tags, def("message_tags"), &a_tags, &plan.prev_dir, vdir).await?;
+    step.log(&format!("message tags: {} team-months rewritten", a_tags.len()));
+
+    materialize(ctx, "snap_session_tags", transform::SESSION_TAGS_SQL).await?;
+    write_changed(ctx, def("session_tags"), &plan.prev_dir, vdir).await?;
+    let other = def("_other_messages");
+    if count(
+        ctx,
+        "SELECT count(*) FROM (SELECT chat_id FROM x_prev_other UNION ALL SELECT chat_id FROM d_other)",
+    )
+    .await?
+        == 0
+    {
+        link_except(other, &plan.prev_dir, vdir, &BTreeSet::new())?;
+    } else {
+        let rows = ctx
+            .sql(
+                "SELECT * FROM prev__other_messages WHERE chat_id NOT IN (SELECT chat_id FROM x_chats)
+                 UNION ALL SELECT message_id, chat_id, message_type, created_at FROM d_other",
+            )
+            .await?;
+        write_table(rows, other, vdir).await?;
+    }
+    step.log("session tags and other messages");
+
+    let anomalies = anomalies(ctx, plan).await?;
+    step.log("anomalies");
+
+    let mut tables = BTreeMap::new();
+    for def in TABLES.iter() {
+        tables.insert(def.name.to_string(), count_rows(&vdir.join(def.name))?);
+    }
+    let new = crate::run::watermark(ctx, "new_chat_chatmessage").await?;
+    let (kept_count, kept_sum) = plan.kept()?;
+    let watermark = MessageWatermark {
+        max_id: new.max_id.max(plan.prev.watermark.max_id),
+        count: kept_count + new.count,
+        id_sum: (parse_sum(&kept_sum)? + parse_sum(&new.id_sum)?).to_string(),
+    };
+    Ok((Transformed { tables, anomalies }, watermark))
+}
+
+/// Every anomaly count of the new snapshot (see the module docs).
+async fn anomalies(ctx: &SessionContext, plan: &Plan) -> Result<BTreeMap<String, u64>> {
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    // The per-message kinds over the messages derived again...
+    create_view(ctx, "snap_turns", "SELECT * FROM d_turns").await?;
+    for (kind, n) in transform::anomalies(ctx, transform::MESSAGE_ANOMALIES_SQL).await? {
+        let before = plan.prev.anomalies.get(&kind).copied().unwrap_or(0) as i64;
+        *counts.entry(kind).or_default() += before + n;
+    }
+    // ...minus the same kinds over their previous version.
+    let old = transform::etl_context()?;
+    old.register_table("snap_sessions", ctx.table_provider("prev_sessions").await?)?;
+    old.register_table("snap_turns", ctx.table_provider("x_prev_turns").await?)?;
+    old.register_table("x_prev_other", ctx.table_provider("x_prev_other").await?)?;
+    create_view(
+        &old,
+        "chat_chatmessage",
+        "SELECT message_id AS id, chat_id, message_type, created_at FROM snap_turns
+         UNION ALL SELECT message_id AS id, chat_id, message_type, created_at FROM x_prev_other",
+    )
+    .await?;
+    for (kind, n) in transform::anomalies(&old, transform::MESSAGE_ANOMALIES_SQL).await? {
+        *counts.entry(kind).or_default() -= n;
+    }
+    // The other kinds in full, over every message id of the new snapshot.
+    create_view(
+        ctx,
+        "message_ids",
+        "SELECT message_id AS id FROM prev_turns WHERE chat_id NOT IN (SELECT chat_id FROM x_chats)
+         UNION ALL SELECT message_id AS id FROM prev__other_messages WHERE chat_id NOT IN (SELECT chat_id FROM x_chats)
+         UNION ALL SELECT id FROM chat_chatmessage",
+    )
+    .await?;
+    for (kind, n) in transform::anomalies(ctx, transform::ANOMALIES_SQL).await? {
+        *counts.entry(kind).or_default() += n;
+    }
+    Ok(counts
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| (k, n as u64))
+        .collect())
+}
+
+/// Logs the time of each part of a run.
+struct Step(std::cell::Cell<std::time::Instant>);
+
+impl Step {
+    fn new() -> Self {
+        Step(std::cell::Cell::new(std::time::Instant::now()))
+    }
+
+    fn log(&self, what: &str) {
+        let now = std::time::Instant::now();
+        let ms = now.duration_since(self.0.replace(now)).as_millis() as u64;
+        tracing::info!(ms, "incremental: {what}");
+    }
+}
+
+/// The table's file columns, comma-separated.
+fn columns(def: &TableDef) -> String {
+    def.schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs `sql` and keeps its result in memory as the table `name`, split
+/// over the context's partitions.
+async fn materialize(ctx: &SessionContext, name: &str, sql: &str) -> Result<()> {
+    let df = ctx.sql(sql).await?;
+    let batches = df.clone().collect().await?;
+    // The batches' own schema (nullability may be tighter than the plan's).
+    let schema = batches
+        .first()
+        .map_or_else(|| df.schema().inner().clone(), |b| b.schema());
+    let n = ctx.copied_config().target_partitions().max(1);
+    let mut parts: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
+    for (i, b) in batches.into_iter().enumerate() {
+        parts[i % n].push(b);
+    }
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, Arc::new(MemTable::try_new(schema, parts)?))?;
+    Ok(())
+}
+
+/// The chunks named by the rows of `sql`: `(team_id)` or `(team_id, month)`.
+async fn chunk_set(ctx: &SessionContext, sql: &str) -> Result<BTreeSet<Chunk>> {
+    let mut out = BTreeSet::new();
+    for b in ctx.sql(sql).await?.collect().await? {
+        let teams = b.column(0).as_primitive::<Int64Type>();
+        let months = if b.num_columns() > 1 {
+            Some(cast(b.column(1), &timestamp_type())?)
+        } else {
+            None
+        };
+        for i in 0..b.num_rows() {
+            let month = months
+                .as_ref()
+                .map(|m| month_of(m.as_primitive::<TimestampMicrosecondType>().value(i)).0);
+            out.insert(Chunk {
+                team: Some(teams.value(i)),
+                month,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The files of a table in a version, by chunk; an error naming the reason
+/// if a file does not follow the chunked layout.
+fn chunk_files(def: &TableDef, version_dir: &Path) -> std::result::Result<BTreeMap<Chunk, Vec<PathBuf>>, String> {
+    let root = version_dir.join(def.name);
+    let mut out: BTreeMap<Chunk, Vec<PathBuf>> = BTreeMap::new();
+    let list = |dir: &Path| -> std::result::Result<Vec<PathBuf>, String> {
+        let mut files = Vec::new();
+        for entry in fs::read_dir(dir).map_err(|e| format!("listing {}: {e}", dir.display()))? {
+            let path = entry.map_err(|e| format!("listing {}: {e}", dir.display()))?.path();
+            if path.extension().is_some_and(|e| e == "parquet") {
+                files.push(path);
+            }
+        }
+        files.sort();
+        Ok(files)
+    };
+    if !def.partitioned {
+        out.insert(
+            Chunk {
+                team: None,
+                month: None,
+            },
+            list(&root)?,
+        );
+        return Ok(out);
+    }
+    let chunked = chunk_column(def).is_some();
+    if !root.is_dir() {
+        return Ok(out);
+    }
+    for entry in fs::read_dir(&root).map_err(|e| format!("listing {}: {e}", root.display()))? {
+        let entry = entry.map_err(|e| format!("listing {}: {e}", root.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(team) = name
+            .strip_prefix(&format!("{TEAM_COLUMN}="))
+            .and_then(|t| t.parse::<i64>().ok())
+        else {
+            continue;
+        };
+        for file in list(&entry.path())? {
+            let month = if chunked {
+                let name = file.file_name().unwrap_or_default().to_string_lossy();
+                Some(file_month(&name).ok_or_else(|| "the previous snapshot has the old file layout".to_string())?)
+            } else {
+                None
+            };
+            out.entry(Chunk {
+                team: Some(team),
+                month,
+            })
+            .or_default()
+            .push(file);
+        }
+    }
+    Ok(out)
+}
+
+/// Registers as `name` the rows of `chunks` of a table in a version (with
+/// the `team_id` column first); an empty table if none has a file.
+async fn register_chunks(
+    ctx: &SessionContext,
+    name: &str,
+    def: &TableDef,
+    version_dir: &Path,
+    chunks: &BTreeSet<Chunk>,
+) -> Result<()> {
+    let files = chunk_files(def, version_dir).map_err(Error::PrevSnapshot)?;
+    let mut union: Option<DataFrame> = None;
+    for chunk in chunks {
+        for path in files.get(chunk).into_iter().flatten() {
+            let df = ctx
+                .read_parquet(
+                    path.to_string_lossy().as_ref(),
+                    ParquetReadOptions::default().schema(&def.schema),
+                )
+                .await?;
+            let mut cols = vec![lit(chunk.team.unwrap_or_default()).alias(TEAM_COLUMN)];
+            cols.extend(def.schema.fields().iter().map(|f| col(f.name())));
+            let df = df.select(cols)?;
+            union = Some(match union {
+                Some(u) => u.union(df)?,
+                None => df,
+            });
+        }
+    }
+    let provider = match union {
+        Some(df) => df.into_view(),
+        None => {
+            let mut fields = vec![datafusion::arrow::datatypes::Field::new(
+                TEAM_COLUMN,
+                DataType::Int64,
+                false,
+            )];
+            fields.extend(def.schema.fields().iter().map(|f| f.as_ref().clone()));
+            let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+            Arc::new(MemTable::try_new(schema, vec![vec![]])?)
+        }
+    };
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, provider)?;
+    Ok(())
+}
+
+/// Writes `df` (the complete rows of `chunks`) and hard-links every other
+/// chunk of the table from the previous version.
+async fn write_chunks(
+    df: DataFrame,
+    def: &TableDef,
+    chunks: &BTreeSet<Chunk>,
+    prev_dir: &Path,
+    vdir: &Path,
+) -> Result<()> {
+    write_table(df, def, vdir).await?;
+    link_except(def, prev_dir, vdir, chunks)
+}
+
+/// The rows in which `snap_<table>` and `prev_<table>` differ (with
+/// `team_id` first if `team`).
+fn changed_rows_sql(def: &TableDef, team: bool) -> String {
+    let (name, cols) = (def.name, columns(def));
+    let cols = if team { format!("team_id, {cols}") } else { cols };
+    format!(
+        "(SELECT {cols} FROM snap_{name} EXCEPT SELECT {cols} FROM prev_{name})
+         UNION ALL
+         (SELECT {cols} FROM prev_{name} EXCEPT SELECT {cols} FROM snap_{name})"
+    )
+}
+
+/// The single count `sql` returns.
+async fn count(ctx: &SessionContext, sql: &str) -> Result<i64> {
+    let batches = ctx.sql(sql).await?.collect().await?;
+    Ok(batches[0].column(0).as_primitive::<Int64Type>().value(0))
+}
+
+/// Writes the chunks of a table derived in full in memory (`snap_<table>`)
+/// that differ from the previous version, and links the others.
+async fn write_changed(ctx: &SessionContext, def: &TableDef, prev_dir: &Path, vdir: &Path) -> Result<()> {
+    let name = def.name;
+    let key = match chunk_column(def) {
+        Some(c) => format!("team_id, date_trunc('month', {c}) AS month"),
+        None => "team_id".to_string(),
+    };
+    let changed = chunk_set(
+        ctx,
+        &format!("SELECT DISTINCT {key} FROM ({})", changed_rows_sql(def, true)),
+    )
+    .await?;
+    let ts = |v: i64| lit(ScalarValue::TimestampMicrosecond(Some(v), Some("UTC".into())));
+    // Rows of the changed teams (and months).
+    let mut keep = lit(false);
+    for chunk in &changed {
+        let mut this = col(TEAM_COLUMN).eq(lit(chunk.team.expect("partitioned")));
+        if let (Some(c), Some(m)) = (chunk_column(def), chunk.month) {
+            let start = month_start(m);
+            this = this.and(col(c).gt_eq(ts(start))).and(col(c).lt(ts(month_of(start).1)));
+        }
+        keep = keep.or(this);
+    }
+    let df = ctx.table(format!("snap_{name}")).await?.filter(keep)?;
+    write_table(df, def, vdir).await?;
+    link_except(def, prev_dir, vdir, &changed)
+}
+
+/// Hard-links every file of a table in the previous version into the new
+/// one, except the files of `skip`.
+fn link_except(def: &TableDef, prev_dir: &Path, vdir: &Path, skip: &BTreeSet<Chunk>) -> Result<()> {
+    let files = chunk_files(def, prev_dir).map_err(Error::PrevSnapshot)?;
+    for (chunk, paths) in files {
+        if skip.contains(&chunk) {
+            continue;
+        }
+        let dir = chunk_dir(&vdir.join(def.name), chunk.team);
+        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        for from in paths {
+            let to = dir.join(from.file_name().unwrap_or_default());
+            fs::hard_link(&from, &to).map_err(|e| Error::io(format!("linking {}", to.display()), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Rows in every Parquet file of a table folder, from the file footers.
+fn count_rows(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    if !dir.is_dir() {
+        return Ok(0);
+    }
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))? {
+        let path = entry
+            .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?
+            .path();
+        if path.is_dir() {
+            total += count_rows(&path)?;
+        } else if path.extension().is_some_and(|e| e == "parquet") {
+            let file = fs::File::open(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+            let reader = parquet::file::reader::SerializedFileReader::new(file)?;
+            total += parquet::file::reader::FileReader::metadata(&reader)
+                .file_metadata()
+                .num_rows() as u64;
+        }
+    }
+    Ok(total)
+}
