@@ -13,7 +13,8 @@
 //!
 //! - **Small tables** (`chatbots`, `participants`, `tags`, `sessions`,
 //!   `session_tags`) are derived in full from the re-read source tables and
-//!   compared with the previous version (`EXCEPT` both ways); a team's (or a
+//!   compared with the previous version (sessions by a join on the session
+//!   id, the others with `EXCEPT` both ways); a team's (or a
 //!   team-month's) file is written only if a row differs.
 //! - **Turns** depend only on a message and its chat's session. The chats
 //!   whose session rows differ from the previous snapshot in anything a turn
@@ -53,7 +54,8 @@ use crate::transform::{self, Transformed, create_view};
 use crate::write::{Chunk, chunk_column, chunk_dir, file_month, month_of, month_start, write_table};
 
 /// Session columns whose change can change a turn, an other message, or a
-/// per-message anomaly of the session's chat.
+/// per-message anomaly of the session's chat (`team_id` and `session_id`
+/// first).
 const SESSION_KEY: &str = "team_id, session_id, chat_id, chatbot_id, participant_id, platform, counted, created_at";
 
 /// What an incremental run builds on, found before new messages are read.
@@ -102,7 +104,15 @@ pub async fn prepare(
             return Ok(Err(why));
         }
     }
+    let step = Step::new();
     register_all(ctx, dir, &prev.version, "prev_")?;
+    // Scans of the previous snapshot that a join narrows to a few chats or
+    // messages then decode the join column first and the rest only for
+    // matching rows.
+    ctx.sql("SET datafusion.execution.parquet.pushdown_filters = true")
+        .await?
+        .collect()
+        .await?;
     for (name, sql) in [
         ("teams", transform::TEAMS_SQL),
         ("chatbots", transform::CHATBOTS_SQL),
@@ -112,20 +122,51 @@ pub async fn prepare(
     ] {
         materialize(ctx, &format!("snap_{name}"), sql).await?;
     }
+    step.log("derived the small tables");
+    // Sessions added, deleted or changed, with whether a turn or a message
+    // anomaly of their chat can change (one join on the session id).
+    let distinct = |cols: &[&str]| {
+        cols.iter()
+            .map(|c| format!("(n.{c} IS DISTINCT FROM p.{c})"))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    };
+    let key_cols = SESSION_KEY.split(", ").collect::<Vec<_>>();
+    let all_cols: Vec<&str> = std::iter::once("team_id")
+        .chain(
+            table("sessions")
+                .expect("sessions")
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str()),
+        )
+        .collect();
+    materialize(
+        ctx,
+        "sessions_diff",
+        &format!(
+            "SELECT n.team_id AS n_team, n.created_at AS n_created, n.chat_id AS n_chat,
+                    p.team_id AS p_team, p.created_at AS p_created, p.chat_id AS p_chat,
+                    (n.session_id IS NULL OR p.session_id IS NULL OR {}) AS turns_changed
+             FROM snap_sessions n FULL JOIN prev_sessions p ON n.session_id = p.session_id
+             WHERE n.session_id IS NULL OR p.session_id IS NULL OR {}",
+            distinct(&key_cols),
+            distinct(&all_cols)
+        ),
+    )
+    .await?;
     materialize(
         ctx,
         "x_chats",
-        &format!(
-            "WITH p AS (SELECT {SESSION_KEY} FROM prev_sessions), n AS (SELECT {SESSION_KEY} FROM snap_sessions)
-             SELECT DISTINCT chat_id FROM (
-                 SELECT chat_id FROM (SELECT * FROM p EXCEPT SELECT * FROM n)
-                 UNION ALL SELECT chat_id FROM (SELECT * FROM n EXCEPT SELECT * FROM p)
-                 UNION ALL SELECT chat_id FROM prev_sessions
-                     WHERE chat_id NOT IN (SELECT id FROM chat_chat WHERE id IS NOT NULL)
-                 UNION ALL SELECT chat_id FROM prev__other_messages
-                     WHERE chat_id NOT IN (SELECT id FROM chat_chat WHERE id IS NOT NULL))
-             WHERE chat_id IS NOT NULL"
-        ),
+        "SELECT DISTINCT chat_id FROM (
+             SELECT n_chat AS chat_id FROM sessions_diff WHERE turns_changed
+             UNION ALL SELECT p_chat FROM sessions_diff WHERE turns_changed
+             UNION ALL SELECT chat_id FROM prev_sessions
+                 WHERE chat_id NOT IN (SELECT id FROM chat_chat WHERE id IS NOT NULL)
+             UNION ALL SELECT chat_id FROM prev__other_messages
+                 WHERE chat_id NOT IN (SELECT id FROM chat_chat WHERE id IS NOT NULL))
+         WHERE chat_id IS NOT NULL",
     )
     .await?;
     let turn_cols = columns(table("turns").expect("turns"));
@@ -153,6 +194,7 @@ pub async fn prepare(
     let count = gone[0].column(0).as_primitive::<Int64Type>().value(0) as u64;
     let sum = cast(gone[0].column(1), &DataType::Utf8)?;
     let removed = (count, parse_sum(sum.as_string::<i32>().value(0))?);
+    step.log("found the changed chats");
     Ok(Ok(Plan {
         prev: prev.clone(),
         prev_dir,
@@ -188,9 +230,17 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, vdir: &Path) -> Result<(Tran
     } else {
         write_table(ctx.table("snap_teams").await?, teams, vdir).await?;
     }
-    for name in ["chatbots", "participants", "tags", "sessions"] {
-        write_changed(ctx, def(name), &plan.prev_dir, vdir).await?;
+    for name in ["chatbots", "participants", "tags"] {
+        let changed = changed_chunks(ctx, def(name)).await?;
+        write_changed(ctx, def(name), &changed, &plan.prev_dir, vdir).await?;
     }
+    let changed = chunk_set(
+        ctx,
+        "SELECT n_team, date_trunc('month', n_created) FROM sessions_diff WHERE n_team IS NOT NULL
+         UNION SELECT p_team, date_trunc('month', p_created) FROM sessions_diff WHERE p_team IS NOT NULL",
+    )
+    .await?;
+    write_changed(ctx, def("sessions"), &changed, &plan.prev_dir, vdir).await?;
     step.log("small tables");
 
     // Turns and their rollup, month by month.
@@ -218,18 +268,22 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, vdir: &Path) -> Result<(Tran
     step.log(&format!("turns: {} team-months rewritten", a_turns.len()));
 
     // Message tags: months whose turns changed, lost a tag, or gained one.
-    create_view(ctx, "message_items", transform::MESSAGE_ITEMS_SQL).await?;
+    materialize(ctx, "message_items", transform::MESSAGE_ITEMS_SQL).await?;
+    materialize(
+        ctx,
+        "tags_diff",
+        "SELECT p.team_id AS p_team, p.created_at AS p_created, i.team_id AS i_team, i.message_id AS i_message
+         FROM prev_message_tags p FULL JOIN message_items i
+           ON i.team_id = p.team_id AND i.tag_id = p.tag_id AND i.message_id = p.message_id
+         WHERE p.message_id IS NULL OR i.message_id IS NULL",
+    )
+    .await?;
     let mut a_tags = chunk_set(
         ctx,
-        "SELECT DISTINCT p.team_id, date_trunc('month', p.created_at) FROM prev_message_tags p
-         WHERE NOT EXISTS (SELECT 1 FROM message_items i
-                           WHERE i.team_id = p.team_id AND i.tag_id = p.tag_id AND i.message_id = p.message_id)
+        "SELECT p_team, date_trunc('month', p_created) FROM tags_diff WHERE p_team IS NOT NULL
          UNION
-         SELECT DISTINCT t.team_id, date_trunc('month', t.created_at) FROM prev_turns t
-         JOIN (SELECT i.team_id, i.message_id FROM message_items i
-               WHERE NOT EXISTS (SELECT 1 FROM prev_message_tags p
-                                 WHERE i.team_id = p.team_id AND i.tag_id = p.tag_id AND i.message_id = p.message_id)) c
-           ON c.message_id = t.message_id AND c.team_id = t.team_id",
+         SELECT t.team_id, date_trunc('month', t.created_at) FROM prev_turns t
+         JOIN tags_diff d ON d.i_message = t.message_id AND d.i_team = t.team_id",
     )
     .await?;
     a_tags.extend(a_turns.iter().copied());
@@ -239,7 +293,8 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, vdir: &Path) -> Result<(Tran
     step.log(&format!("message tags: {} team-months rewritten", a_tags.len()));
 
     materialize(ctx, "snap_session_tags", transform::SESSION_TAGS_SQL).await?;
-    write_changed(ctx, def("session_tags"), &plan.prev_dir, vdir).await?;
+    let changed = changed_chunks(ctx, def("session_tags")).await?;
+    write_changed(ctx, def("session_tags"), &changed, &plan.prev_dir, vdir).await?;
     let other = def("_other_messages");
     if count(
         ctx,
@@ -521,23 +576,34 @@ async fn count(ctx: &SessionContext, sql: &str) -> Result<i64> {
     Ok(batches[0].column(0).as_primitive::<Int64Type>().value(0))
 }
 
-/// Writes the chunks of a table derived in full in memory (`snap_<table>`)
-/// that differ from the previous version, and links the others.
-async fn write_changed(ctx: &SessionContext, def: &TableDef, prev_dir: &Path, vdir: &Path) -> Result<()> {
-    let name = def.name;
+/// The chunks in which a table derived in full in memory (`snap_<table>`)
+/// differs from the previous version.
+async fn changed_chunks(ctx: &SessionContext, def: &TableDef) -> Result<BTreeSet<Chunk>> {
     let key = match chunk_column(def) {
         Some(c) => format!("team_id, date_trunc('month', {c}) AS month"),
         None => "team_id".to_string(),
     };
-    let changed = chunk_set(
+    chunk_set(
         ctx,
         &format!("SELECT DISTINCT {key} FROM ({})", changed_rows_sql(def, true)),
     )
-    .await?;
+    .await
+}
+
+/// Writes the `changed` chunks of a table derived in full in memory
+/// (`snap_<table>`) and links the others.
+async fn write_changed(
+    ctx: &SessionContext,
+    def: &TableDef,
+    changed: &BTreeSet<Chunk>,
+    prev_dir: &Path,
+    vdir: &Path,
+) -> Result<()> {
+    let name = def.name;
     let ts = |v: i64| lit(ScalarValue::TimestampMicrosecond(Some(v), Some("UTC".into())));
     // Rows of the changed teams (and months).
     let mut keep = lit(false);
-    for chunk in &changed {
+    for chunk in changed {
         let mut this = col(TEAM_COLUMN).eq(lit(chunk.team.expect("partitioned")));
         if let (Some(c), Some(m)) = (chunk_column(def), chunk.month) {
             let start = month_start(m);
@@ -547,7 +613,7 @@ async fn write_changed(ctx: &SessionContext, def: &TableDef, prev_dir: &Path, vd
     }
     let df = ctx.table(format!("snap_{name}")).await?.filter(keep)?;
     write_table(df, def, vdir).await?;
-    link_except(def, prev_dir, vdir, &changed)
+    link_except(def, prev_dir, vdir, changed)
 }
 
 /// Hard-links every file of a table in the previous version into the new
