@@ -1,19 +1,17 @@
-//! Staging: source rows land in local Arrow IPC files (one per source
-//! table) before the transform reads them, so memory stays bounded by a
-//! batch no matter how large the source is, and the transform can read a
-//! table more than once. IPC costs next to nothing to write and read back
-//! (no encoding), and DataFusion splits a file into ranges to scan it in
-//! parallel.
+//! Staging: source rows land in local Parquet files (one per source table)
+//! before the transform reads them, so memory stays bounded by a batch no
+//! matter how large the source is, and the transform can read a table more
+//! than once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::ipc::writer::FileWriter;
-use datafusion::datasource::file_format::options::ArrowReadOptions;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::error::{Error, Result};
 use crate::source::{SOURCES, SourceTable};
@@ -21,7 +19,7 @@ use crate::source::{SOURCES, SourceTable};
 /// A folder of staged source tables.
 pub struct Stage {
     dir: PathBuf,
-    writers: HashMap<&'static str, FileWriter<BufWriter<File>>>,
+    writers: HashMap<&'static str, ArrowWriter<File>>,
     rows: BTreeMap<String, u64>,
     closed: Vec<&'static str>,
 }
@@ -51,7 +49,7 @@ impl Stage {
     }
 
     fn path(&self, table: &str) -> PathBuf {
-        self.dir.join(format!("{table}.arrow"))
+        self.dir.join(format!("{table}.parquet"))
     }
 
     /// Appends a batch (in the table's source schema) to a staged table.
@@ -59,7 +57,14 @@ impl Stage {
         if !self.writers.contains_key(table.name) {
             let path = self.path(table.name);
             let file = File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-            let w = FileWriter::try_new_buffered(file, &table.schema)?;
+            // Plain and uncompressed, without statistics: staging is read
+            // once or twice, straight through, so any encoding work is lost.
+            let props = WriterProperties::builder()
+                .set_compression(Compression::UNCOMPRESSED)
+                .set_dictionary_enabled(false)
+                .set_statistics_enabled(EnabledStatistics::None)
+                .build();
+            let w = ArrowWriter::try_new(file, table.schema.clone(), Some(props))?;
             self.writers.insert(table.name, w);
         }
         let w = self.writers.get_mut(table.name).expect("writer just inserted");
@@ -74,8 +79,8 @@ impl Stage {
         if !self.writers.contains_key(table.name) {
             self.write(table, &RecordBatch::new_empty(table.schema.clone()))?;
         }
-        if let Some(mut w) = self.writers.remove(table.name) {
-            w.finish()?;
+        if let Some(w) = self.writers.remove(table.name) {
+            w.close()?;
         }
         self.closed.push(table.name);
         Ok(())
@@ -95,10 +100,10 @@ impl Stage {
     /// Registers one closed staged table in `ctx` as `alias`.
     pub async fn register(&self, ctx: &SessionContext, table: &SourceTable, alias: &str) -> Result<()> {
         let path = self.path(table.name);
-        ctx.register_arrow(
+        ctx.register_parquet(
             alias,
             path.to_string_lossy().as_ref(),
-            ArrowReadOptions::default().schema(&table.schema),
+            ParquetReadOptions::default().schema(&table.schema),
         )
         .await?;
         Ok(())

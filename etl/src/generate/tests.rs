@@ -503,7 +503,7 @@ fn stages_as_parquet() {
     assert_eq!(staged, summary.rows);
     for t in SOURCES.iter() {
         assert!(
-            dir.path().join("stage").join(format!("{}.arrow", t.name)).exists(),
+            dir.path().join("stage").join(format!("{}.parquet", t.name)).exists(),
             "{}",
             t.name
         );
