@@ -225,9 +225,10 @@ fn machine(args: &Args, duckdb: &str, postgres: &str) -> String {
     let commit = command_output(Command::new("git").args(["rev-parse", "--short", "HEAD"])).unwrap_or_default();
     let kernel = command_output(Command::new("uname").arg("-r")).unwrap_or_default();
     format!(
-        "{cpu}, {cores} cores, {:.1} GiB RAM, Linux {kernel}; {ours} (commit {commit}, release build), \
+        "{cpu}, {cores} cores, {:.1} GiB RAM, Linux {kernel}; {ours} (commit {commit}, {} build), \
          DuckDB {duckdb} (Python), PostgreSQL {postgres}; taken {} UTC",
         ram_kb as f64 / (1 << 20) as f64,
+        if cfg!(debug_assertions) { "debug" } else { "release" },
         chrono::Utc::now().format("%Y-%m-%d %H:%M")
     )
 }
@@ -537,6 +538,13 @@ impl ChartBench<'_> {
     }
 }
 
+/// Bytes of a team's `turns` folder: how the bench ranks teams by size.
+fn turns_bytes(snapshot: &ocs_dash_engine::engine::Snapshot, team: i64) -> u64 {
+    std::fs::read_dir(snapshot.dir.join("turns").join(format!("team_id={team}")))
+        .map(|d| d.filter_map(|f| f.ok()?.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
+
 /// Teams: the largest (most turns on disk) and a small one (the smallest
 /// with turns in the last 30 days of the snapshot).
 async fn pick_teams(
@@ -544,13 +552,11 @@ async fn pick_teams(
     snapshot: &ocs_dash_engine::engine::Snapshot,
     pg: &mut PgConnection,
 ) -> Vec<(String, i64, Option<(i64, String)>)> {
-    let size = |t: i64| -> u64 {
-        std::fs::read_dir(snapshot.dir.join("turns").join(format!("team_id={t}")))
-            .map(|d| d.filter_map(|f| f.ok()?.metadata().ok()).map(|m| m.len()).sum())
-            .unwrap_or(0)
-    };
-    let mut teams: Vec<(u64, &ocs_dash_engine::engine::Team)> =
-        snapshot.teams.iter().map(|t| (size(t.id), t)).collect();
+    let mut teams: Vec<(u64, &ocs_dash_engine::engine::Team)> = snapshot
+        .teams
+        .iter()
+        .map(|t| (turns_bytes(snapshot, t.id), t))
+        .collect();
     teams.sort_by_key(|(s, t)| (std::cmp::Reverse(*s), t.id));
     let largest = teams.first().expect("a snapshot with teams").1;
     let (f, o) = Filters::parse(&[("date_range".into(), "30".into())], snapshot.manifest.as_of).unwrap();
@@ -1142,12 +1148,11 @@ async fn main() {
     }
     if args.parts.iter().any(|p| p == "http") {
         let id = largest.unwrap_or_else(|| {
-            let size = |t: i64| {
-                std::fs::read_dir(snapshot.dir.join("turns").join(format!("team_id={t}")))
-                    .map(|d| d.count())
-                    .unwrap_or(0)
-            };
-            snapshot.teams.iter().max_by_key(|t| size(t.id)).expect("teams").id
+            let t = snapshot
+                .teams
+                .iter()
+                .max_by_key(|t| (turns_bytes(&snapshot, t.id), -t.id));
+            t.expect("teams").id
         });
         let slug = snapshot.teams.iter().find(|t| t.id == id).unwrap().slug.clone();
         http_part(&args, &slug, &mut body).await;
