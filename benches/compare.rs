@@ -1117,10 +1117,14 @@ async fn main() {
     let engine = Engine::new(DataDir::new(&args.data), CacheConfig::default());
     let snapshot = engine.snapshot().expect("a snapshot in --data");
     let mut conn = pg_connect(&args).await;
-    let pg_version: String = sqlx::query_scalar("SHOW server_version")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
+    let pg_version: String = sqlx::query_scalar(
+        "SELECT current_setting('server_version') || ' with shared_buffers ' || current_setting('shared_buffers')
+             || ', work_mem ' || current_setting('work_mem') || ', max_parallel_workers_per_gather '
+             || current_setting('max_parallel_workers_per_gather') || ', jit ' || current_setting('jit')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
     drop(conn);
     let mut body = String::new();
     let _ = writeln!(
