@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use ocs_dash_api::store::Store;
 use ocs_dash_api::{ServeConfig, Server, Settings, auth, parse_duration, shutdown_signal};
 use ocs_dash_engine::snapshot::DataDir;
-use ocs_dash_engine::{CacheConfig, Engine, Snapshot, sql};
+use ocs_dash_engine::{Backend, CacheConfig, Engine, Snapshot, sql};
 use ocs_dash_etl::generate::{self, GenOptions, Scale};
 use ocs_dash_etl::progress::Progress;
 use ocs_dash_etl::run::{self, EtlOptions};
@@ -48,6 +48,61 @@ enum Command {
     /// The daily metric rollup of the current snapshot: build, backfill a date range, prune old days.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Run a Ballista scheduler that `serve --ballista` and `sql --ballista` can send queries to.
+    #[cfg(feature = "ballista")]
+    BallistaScheduler(SchedulerArgs),
+    /// Run a Ballista executor for a scheduler started by `ballista-scheduler`.
+    #[cfg(feature = "ballista")]
+    BallistaExecutor(ExecutorArgs),
+}
+
+#[cfg(feature = "ballista")]
+#[derive(Debug, Args)]
+struct SchedulerArgs {
+    /// Address to listen on (clients use df://ADDRESS).
+    #[arg(long, env = "OCS_DASH_BIND", default_value = "127.0.0.1:50050")]
+    bind: SocketAddr,
+}
+
+#[cfg(feature = "ballista")]
+#[derive(Debug, Args)]
+struct ExecutorArgs {
+    /// The scheduler's address.
+    #[arg(long, env = "OCS_DASH_SCHEDULER", default_value = "127.0.0.1:50050")]
+    scheduler: SocketAddr,
+    /// Arrow Flight address (shuffle data, results); the scheduler, the other executors and clients must reach it.
+    #[arg(long, env = "OCS_DASH_BIND", default_value = "127.0.0.1:50051")]
+    bind: SocketAddr,
+    /// Port for the tasks the scheduler pushes (on the --bind host).
+    #[arg(long, env = "OCS_DASH_GRPC_PORT", default_value_t = 50052)]
+    grpc_port: u16,
+    /// Tasks run at once (0 = one per core).
+    #[arg(long, env = "OCS_DASH_VCORES", default_value_t = 0)]
+    vcores: usize,
+    /// Directory for shuffle files (default: a temporary one).
+    #[arg(long, env = "OCS_DASH_WORK_DIR")]
+    work_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct BackendArg {
+    /// Run the queries on an Apache DataFusion Ballista cluster: its scheduler's df://HOST:PORT (builds with the `ballista` feature).
+    #[arg(long, env = "OCS_DASH_BALLISTA")]
+    ballista: Option<String>,
+}
+
+impl BackendArg {
+    fn backend(&self) -> Result<Backend> {
+        match &self.ballista {
+            None => Ok(Backend::Local),
+            #[cfg(feature = "ballista")]
+            Some(url) => Ok(Backend::Ballista(ocs_dash_engine::ballista::Cluster::new(url)?)),
+            #[cfg(not(feature = "ballista"))]
+            Some(_) => anyhow::bail!(
+                "--ballista: this ocs-dash was built without Ballista; build it with `--features ballista`"
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +174,8 @@ struct SqlArgs {
     format: sql::Format,
     /// The query; omit it for an interactive prompt (end each query with `;`).
     query: Option<String>,
+    #[command(flatten)]
+    backend: BackendArg,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +228,8 @@ struct ServeArgs {
     /// Mark the session cookie Secure (set when the server is reached over HTTPS).
     #[arg(long, env = "OCS_DASH_SECURE_COOKIES")]
     secure_cookies: bool,
+    #[command(flatten)]
+    backend: BackendArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -297,6 +356,7 @@ async fn run(cli: Cli) -> Result<()> {
                 settings: Settings {
                     secure_cookies: a.secure_cookies,
                 },
+                backend: a.backend.backend()?,
             };
             let server = Server::start(&config).await?;
             println!("serving on http://{}", server.local_addr()?);
@@ -340,6 +400,23 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Sql(a) => run_sql(a).await?,
+        #[cfg(feature = "ballista")]
+        Command::BallistaScheduler(a) => {
+            let listener = tokio::net::TcpListener::bind(a.bind).await?;
+            println!("ballista scheduler on df://{}", listener.local_addr()?);
+            ocs_dash_engine::ballista::run_scheduler(listener).await?;
+        }
+        #[cfg(feature = "ballista")]
+        Command::BallistaExecutor(a) => {
+            ocs_dash_engine::ballista::run_executor(ocs_dash_engine::ballista::ExecutorOptions {
+                scheduler: a.scheduler,
+                bind: a.bind,
+                grpc_port: a.grpc_port,
+                vcores: a.vcores,
+                work_dir: a.work_dir,
+            })
+            .await?;
+        }
         Command::Snapshot(c) => {
             use ocs_dash_engine::snapshot::RollupCoverage;
             use ocs_dash_etl::rollup;
@@ -410,6 +487,7 @@ async fn run_demo(a: DemoArgs) -> Result<()> {
         cache: CacheConfig::default(),
         meta_url: None,
         settings: Settings::default(),
+        backend: Backend::Local,
     };
     let server = Server::start(&config).await?;
     let snapshot = server.state().engine().snapshot()?;
@@ -514,7 +592,7 @@ async fn run_sql(a: SqlArgs) -> Result<()> {
                 .id,
         ),
     };
-    let ctx = sql::adhoc_context(&snapshot, team).await?;
+    let ctx = sql::adhoc_context_on(&a.backend.backend()?, &snapshot, team).await?;
     let run = |q: String| {
         let ctx = ctx.clone();
         async move {

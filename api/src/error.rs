@@ -182,9 +182,14 @@ impl From<ocs_dash_engine::Error> for ApiError {
                 tracing::warn!(error = %e, "query ran out of resources");
                 ApiError::Unavailable("the server is too busy to answer this query now; try again".into())
             }
-            E::Query(_) | E::DataFusion(_) | E::Arrow(_) | E::Io { .. } | E::Shared(_) | E::Json(_) => {
-                ApiError::Internal(e.to_string())
-            }
+            E::Query(_)
+            | E::DataFusion(_)
+            | E::Arrow(_)
+            | E::Io { .. }
+            | E::Shared(_)
+            | E::Json(_)
+            | E::Config(_)
+            | E::Ballista(_) => ApiError::Internal(e.to_string()),
         }
     }
 }

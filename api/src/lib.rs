@@ -34,7 +34,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::MethodRouter;
 use ocs_dash_engine::snapshot::DataDir;
-use ocs_dash_engine::{CacheConfig, Engine};
+use ocs_dash_engine::{Backend, CacheConfig, Engine};
 use tower_http::compression::CompressionLayer;
 
 use answers::Answers;
@@ -136,6 +136,8 @@ pub struct ServeConfig {
     /// Postgres URL of the metadata store; `None` = SQLite in the data directory.
     pub meta_url: Option<String>,
     pub settings: Settings,
+    /// Where the chart queries run (this process, or a Ballista cluster).
+    pub backend: Backend,
 }
 
 /// A bound, ready server.
@@ -149,7 +151,8 @@ impl Server {
     /// Opens the engine, the metadata store (running its migrations) and the
     /// pseudonym key, and binds the address.
     pub async fn start(config: &ServeConfig) -> Result<Server> {
-        let engine = Arc::new(Engine::new(DataDir::new(&config.data_dir), config.cache));
+        let engine =
+            Arc::new(Engine::new(DataDir::new(&config.data_dir), config.cache).with_backend(config.backend.clone()));
         let store = Store::open_for(&config.data_dir, config.meta_url.as_deref()).await?;
         let pseudonyms = Pseudonyms::load_or_create(&config.data_dir)?;
         let listener = tokio::net::TcpListener::bind(config.bind)

@@ -13,7 +13,7 @@ use chrono_tz::Tz;
 use datafusion::arrow::array::{Array, AsArray, Int64Array};
 use datafusion::arrow::datatypes::{DataType, TimestampMicrosecondType};
 use datafusion::common::{DataFusionError, ScalarValue};
-use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
 
 use crate::filters::{Filters, Granularity, local_midnight};
 use crate::snapshot::timestamp_type;
@@ -84,33 +84,71 @@ impl Buckets {
     /// The `bucket(ts)` UDF for these buckets. Rows are expected inside the
     /// window; one before the first start would get -1.
     pub fn udf(&self) -> ScalarUDF {
-        let starts: Arc<Vec<i64>> = Arc::new(self.starts.iter().map(|t| t.timestamp_micros()).collect());
-        let index = move |ts: i64| starts.partition_point(|s| *s <= ts) as i64 - 1;
-        create_udf(
-            "bucket",
-            vec![timestamp_type()],
-            DataType::Int64,
-            Volatility::Immutable,
-            Arc::new(
-                move |args: &[ColumnarValue]| -> Result<ColumnarValue, DataFusionError> {
-                    match &args[0] {
-                        ColumnarValue::Array(a) => {
-                            let ts = a.as_primitive::<TimestampMicrosecondType>();
-                            let out: Int64Array = if ts.null_count() == 0 {
-                                ts.values().iter().map(|v| index(*v)).collect::<Vec<_>>().into()
-                            } else {
-                                ts.iter().map(|v| v.map(&index)).collect()
-                            };
-                            Ok(ColumnarValue::Array(Arc::new(out)))
-                        }
-                        ColumnarValue::Scalar(ScalarValue::TimestampMicrosecond(v, _)) => {
-                            Ok(ColumnarValue::Scalar(ScalarValue::Int64(v.map(&index))))
-                        }
-                        other => Err(DataFusionError::Internal(format!("bucket() got {other:?}"))),
-                    }
-                },
-            ),
-        )
+        ScalarUDF::new_from_impl(BucketUdf::new(
+            self.starts.iter().map(|t| t.timestamp_micros()).collect(),
+        ))
+    }
+}
+
+/// `bucket(ts)`: the index of the last bucket start (UTC microseconds, sorted)
+/// at or before `ts`. The starts are the function's whole state, so it can be
+/// shipped to other processes as that list (see `crate::ballista`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct BucketUdf {
+    starts: Arc<Vec<i64>>,
+    signature: Signature,
+}
+
+impl BucketUdf {
+    /// The function's name in SQL.
+    pub const NAME: &'static str = "bucket";
+
+    pub fn new(starts: Vec<i64>) -> BucketUdf {
+        BucketUdf {
+            starts: Arc::new(starts),
+            signature: Signature::exact(vec![timestamp_type()], Volatility::Immutable),
+        }
+    }
+
+    /// The bucket starts, ascending UTC microseconds.
+    pub fn starts(&self) -> &[i64] {
+        &self.starts
+    }
+
+    fn index(&self, ts: i64) -> i64 {
+        self.starts.partition_point(|s| *s <= ts) as i64 - 1
+    }
+}
+
+impl ScalarUDFImpl for BucketUdf {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType, DataFusionError> {
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue, DataFusionError> {
+        match &args.args[..] {
+            [ColumnarValue::Array(a)] => {
+                let ts = a.as_primitive::<TimestampMicrosecondType>();
+                let out: Int64Array = if ts.null_count() == 0 {
+                    ts.values().iter().map(|v| self.index(*v)).collect::<Vec<_>>().into()
+                } else {
+                    ts.iter().map(|v| v.map(|v| self.index(v))).collect()
+                };
+                Ok(ColumnarValue::Array(Arc::new(out)))
+            }
+            [ColumnarValue::Scalar(ScalarValue::TimestampMicrosecond(v, _))] => {
+                Ok(ColumnarValue::Scalar(ScalarValue::Int64(v.map(|v| self.index(v)))))
+            }
+            other => Err(DataFusionError::Internal(format!("bucket() got {other:?}"))),
+        }
     }
 }
 

@@ -13,11 +13,12 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use moka::future::Cache;
 use serde::Serialize;
 
+use crate::backend::Backend;
 use crate::buckets::Buckets;
 use crate::charts::{self, Chart, ChartData};
 use crate::error::{Error, Result};
 use crate::filters::{Filters, Options};
-use crate::scope::{Activity, session, team_scope};
+use crate::scope::{Activity, team_scope};
 use crate::snapshot::{DataDir, Manifest, SLOT_MICROS};
 
 /// A team as the snapshot knows it.
@@ -128,6 +129,7 @@ impl Default for CacheConfig {
 pub struct Engine {
     data: DataDir,
     cache_config: CacheConfig,
+    backend: Backend,
     cache: Option<Cache<CacheKey, Arc<ChartData>>>,
     loaded: Mutex<Option<Arc<Snapshot>>>,
     /// Shared by every query: its caches of folder listings and Parquet
@@ -159,12 +161,24 @@ impl Engine {
         Engine {
             data,
             cache_config,
+            backend: Backend::Local,
             cache,
             loaded: Mutex::new(None),
             runtime: query_runtime(),
             asked: AtomicU64::new(0),
             computed: AtomicU64::new(0),
         }
+    }
+
+    /// Runs the chart queries on `backend` instead of in this process.
+    pub fn with_backend(mut self, backend: Backend) -> Engine {
+        self.backend = backend;
+        self
+    }
+
+    /// Where the chart queries run.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     /// The current snapshot. `CURRENT` is read on every call, so a new
@@ -205,7 +219,7 @@ impl Engine {
         let compute = async {
             self.computed.fetch_add(1, Ordering::Relaxed);
             let ctx = team_scope(
-                session(&self.runtime),
+                self.backend.context(&self.runtime).await?,
                 &snapshot.dir,
                 team_id,
                 filters,

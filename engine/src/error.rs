@@ -34,6 +34,12 @@ pub enum Error {
     /// An error another request's identical query met (cache coalescing).
     #[error("{0}")]
     Shared(String),
+    /// A setting is malformed (e.g. the `--ballista` URL).
+    #[error("{0}")]
+    Config(String),
+    /// The Ballista cluster failed (start-up, connection, a job).
+    #[error("ballista: {0}")]
+    Ballista(String),
     /// A manifest could not be (de)serialised.
     #[error("manifest: {0}")]
     Json(#[from] serde_json::Error),

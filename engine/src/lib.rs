@@ -7,6 +7,9 @@
 //! which writes them, and everything that reads them) and the versioned data
 //! directory whose `CURRENT` pointer is flipped atomically.
 
+pub mod backend;
+#[cfg(feature = "ballista")]
+pub mod ballista;
 pub mod buckets;
 pub mod charts;
 pub mod engine;
@@ -16,5 +19,6 @@ pub mod scope;
 pub mod snapshot;
 pub mod sql;
 
+pub use backend::Backend;
 pub use engine::{CacheConfig, CacheCounts, ChartResponse, Engine, Snapshot, Team};
 pub use error::{Error, Result};

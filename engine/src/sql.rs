@@ -9,16 +9,20 @@
 //! (`SELECT * FROM 'file.parquet'`) are not enabled, so no file outside the
 //! snapshot can be read.
 
+use std::sync::Arc;
+
 use arrow::util::pretty::pretty_format_batches;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::{col, lit};
 use datafusion::prelude::SessionContext;
 
+use crate::backend::Backend;
 use crate::engine::Snapshot;
 use crate::error::{Result, user_query_error};
-use crate::scope::{TEAM_TABLES, engine_config, register_team_table};
+use crate::scope::{TEAM_TABLES, register_team_table};
 use crate::snapshot::{TABLES, register_table, table};
 
 /// Output formats of `ocs-dash sql`.
@@ -43,7 +47,12 @@ impl std::str::FromStr for Format {
 
 /// A context over one team's tables (or all teams' with `team = None`).
 pub async fn adhoc_context(snapshot: &Snapshot, team: Option<i64>) -> Result<SessionContext> {
-    let ctx = SessionContext::new_with_config(engine_config());
+    adhoc_context_on(&Backend::Local, snapshot, team).await
+}
+
+/// [`adhoc_context`] in a context of `backend` (local or a Ballista cluster).
+pub async fn adhoc_context_on(backend: &Backend, snapshot: &Snapshot, team: Option<i64>) -> Result<SessionContext> {
+    let ctx = backend.context(&Arc::new(RuntimeEnv::default())).await?;
     let teams_def = table("teams").expect("teams table");
     match team {
         Some(id) => {
