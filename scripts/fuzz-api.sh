@@ -28,7 +28,7 @@ started=$(date +%s)
 
 summary() { echo "fuzz-api: $*, $(($(date +%s) - started)) s"; }
 
-cargo build --quiet --bin ocs-dash
+cargo build --quiet --features ballista --bin ocs-dash  # the features scripts/test.sh builds with
 
 if [ ! -x "$VENV/bin/st" ] || ! "$VENV/bin/st" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION"; then
     python3 -m venv "$VENV"

@@ -67,4 +67,5 @@ command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs np
 [ -x /usr/bin/chromium ] || apt_install chromium
 [ -f web/node_modules/playwright-core/package.json ] || (cd web && npm ci --no-audit --no-fund --silent)
 
-cargo test --workspace --all-targets
+# With the optional Ballista support (tests/ballista.rs), one build for everything.
+cargo test --workspace --all-targets --features ballista
