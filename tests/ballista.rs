@@ -19,7 +19,7 @@ use datafusion::arrow::datatypes::Int64Type;
 use ocs_dash_engine::ballista::Cluster;
 use ocs_dash_engine::charts::{self, Chart};
 use ocs_dash_engine::filters::{Filters, Options};
-use ocs_dash_engine::scope::{Activity, team_scope_on};
+use ocs_dash_engine::scope::{Activity, team_scope};
 use ocs_dash_engine::snapshot::DataDir;
 use ocs_dash_engine::{Backend, CacheConfig, Engine, sql};
 use ocs_dash_etl::generate::{GenOptions, Scale};
@@ -209,12 +209,11 @@ async fn ballista_answers_every_chart_like_the_local_engine() {
         }
         // Both activity paths, whatever the engine would pick.
         for activity in [Activity::Raw, Activity::Rollup] {
-            let here = team_scope_on(&Backend::Local, &snapshot.dir, team, &f, activity)
-                .await
-                .unwrap();
-            let there = team_scope_on(remote.backend(), &snapshot.dir, team, &f, activity)
-                .await
-                .unwrap();
+            let runtime = Default::default();
+            let here = Backend::Local.context(&runtime).await.unwrap();
+            let here = team_scope(here, &snapshot.dir, team, &f, activity).await.unwrap();
+            let there = remote.backend().context(&runtime).await.unwrap();
+            let there = team_scope(there, &snapshot.dir, team, &f, activity).await.unwrap();
             for chart in [Chart::MessageVolume, Chart::SessionAnalytics] {
                 let a = charts::compute(&here, chart, &f, &o).await.unwrap();
                 let b = charts::compute(&there, chart, &f, &o).await.unwrap();
@@ -325,7 +324,9 @@ async fn serve_on_ballista_answers_over_http_like_the_local_engine() {
     let (team, other) = (&snapshot.teams[0], &snapshot.teams[1]);
     let data_s = data.path().to_str().unwrap();
     let out = Command::new(BIN)
-        .args(["keys", "create", "--team", &team.slug, "--user", "ballista", "--data", data_s])
+        .args([
+            "keys", "create", "--team", &team.slug, "--user", "ballista", "--data", data_s,
+        ])
         .env("OCS_DASH_LOG", "warn")
         .output()
         .unwrap();
@@ -351,7 +352,9 @@ async fn serve_on_ballista_answers_over_http_like_the_local_engine() {
     }
     let query = "date_range=30&timezone=Europe/Berlin&granularity=daily";
     let (f, o) = Filters::parse(
-        &form_urlencoded::parse(query.as_bytes()).into_owned().collect::<Vec<_>>(),
+        &form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect::<Vec<_>>(),
         chrono::Utc::now(),
     )
     .unwrap();
