@@ -1,22 +1,23 @@
 -- bot-performance: one row per listed chatbot, zero activity included.
 -- Sorting and paging happen in Rust (a handful of rows, exact rules).
-WITH w AS (
-    SELECT * FROM f_activity WHERE created_at >= $start AND created_at < $end
-),
-per_session AS (
-    SELECT session_id, sum(human + ai) AS messages FROM w GROUP BY session_id
+WITH per_session AS (
+    SELECT session_id, max(chatbot_id) AS chatbot_id, max(participant_id) AS participant_id,
+           max(session_length_us) AS length_us, sum(human + ai) AS messages
+    FROM f_activity
+    WHERE created_at >= $start AND created_at < $end
+    GROUP BY session_id
 ),
 per_bot AS (
-    SELECT s.chatbot_id,
+    SELECT chatbot_id,
            count(*) AS sessions,
-           count(DISTINCT s.participant_id) AS participants,
-           sum(p.messages) AS messages,
-           count(s.ended_at) AS completed,
+           count(DISTINCT participant_id) AS participants,
+           sum(messages) AS messages,
+           count(length_us) AS completed,
            -- Integer microseconds: an exact sum whatever the row order, so
            -- every plan (raw or rollup, any partitioning) gives the same mean.
-           sum(CAST(s.ended_at AS BIGINT) - CAST(s.created_at AS BIGINT)) AS ended_us
-    FROM per_session p JOIN f_sessions s ON s.session_id = p.session_id
-    GROUP BY s.chatbot_id
+           sum(length_us) AS ended_us
+    FROM per_session
+    GROUP BY chatbot_id
 )
 SELECT b.chatbot_id, b.name AS chatbot_name,
        COALESCE(p.participants, 0) AS participants,

@@ -1,6 +1,6 @@
--- channel-breakdown totals: participants are distinct over all platforms.
-SELECT count(DISTINCT session_id) AS sessions,
-       count(DISTINCT CASE WHEN human > 0 THEN participant_id END) AS participants,
-       sum(human + ai) AS messages
+-- channel-breakdown totals: participants are distinct over all platforms
+-- (sessions and messages are sums of the per-platform rows: a session has
+-- one platform).
+SELECT count(DISTINCT participant_id) AS participants
 FROM f_activity
-WHERE created_at >= $start AND created_at < $end
+WHERE human > 0 AND created_at >= $start AND created_at < $end

@@ -667,9 +667,9 @@ async fn channel_breakdown(q: &Query<'_>) -> Result<ChannelBreakdown> {
     }
     let t = q.rows(include_str!("../../sql/channel_totals.sql")).await?;
     let totals = ChannelTotals {
-        sessions: ints(&t[0], "sessions")?[0],
+        sessions: platforms.iter().map(|r| r.sessions).sum(),
         participants: ints(&t[0], "participants")?[0],
-        messages: ints(&t[0], "messages")?[0],
+        messages: platforms.iter().map(|r| r.human_messages + r.ai_messages).sum(),
     };
     for r in &mut platforms {
         r.session_share = ratio(r.sessions, totals.sessions);

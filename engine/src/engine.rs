@@ -19,7 +19,7 @@ use crate::charts::{self, Chart, ChartData};
 use crate::error::{Error, Result};
 use crate::filters::{Filters, Options};
 use crate::scope::{Activity, team_scope};
-use crate::snapshot::{DataDir, Manifest, SLOT_MICROS};
+use crate::snapshot::{DataDir, FORMAT, Manifest, SLOT_MICROS};
 
 /// A team as the snapshot knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -41,6 +41,15 @@ pub struct Snapshot {
 impl Snapshot {
     fn load(data: &DataDir, version: &str) -> Result<Snapshot> {
         let manifest = data.manifest(version)?;
+        if manifest.format != FORMAT {
+            return Err(Error::BadSnapshot {
+                version: version.to_string(),
+                reason: format!(
+                    "it has layout {} and this ocs-dash reads layout {FORMAT}: run `ocs-dash etl --full` to rewrite it",
+                    manifest.format
+                ),
+            });
+        }
         let dir = data.version_dir(version);
         let path = dir.join("teams").join("part-0.parquet");
         let file = std::fs::File::open(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;

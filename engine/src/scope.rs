@@ -84,7 +84,7 @@ pub enum Activity {
 /// from `version_dir` and the filtered views `f_chatbots`, `f_sessions`, `f_message_tags`,
 /// `f_session_tags`, and `f_activity`: turn activity with columns
 /// `session_id, chatbot_id, participant_id, platform, created_at, human, ai,
-/// last_human_at`, one row per turn or per slot depending on `activity`.
+/// last_human_at, session_length_us`, one row per turn or per slot depending on `activity`.
 pub async fn team_scope(
     ctx: SessionContext,
     version_dir: &Path,
@@ -136,6 +136,7 @@ pub async fn team_scope(
                 when(col("message_type").eq(lit("human")), col("created_at"))
                     .end()?
                     .alias("last_human_at"),
+                col("session_length_us"),
             ])?,
         Activity::Rollup => ctx
             .table("turn_slots")
@@ -151,6 +152,7 @@ pub async fn team_scope(
                 col("human"),
                 col("ai"),
                 col("last_human_at"),
+                col("session_length_us"),
             ])?,
     };
     ctx.register_table("f_activity", activity_view.into_view())?;

@@ -136,6 +136,7 @@ pub static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
                 ("platform", S, true),
                 ("message_type", S, false),
                 ("created_at", ts(), false),
+                ("session_length_us", I, true),
             ]),
             internal: false,
         },
@@ -152,6 +153,7 @@ pub static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
                 ("human", I, false),
                 ("ai", I, false),
                 ("last_human_at", ts(), true),
+                ("session_length_us", I, true),
             ]),
             internal: false,
         },
@@ -255,6 +257,10 @@ pub const SLOT_MICROS: i64 = 15 * 60 * 1_000_000;
 /// The description of one snapshot version, written last.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// The layout's version ([`FORMAT`]); manifests written before it was
+    /// recorded read as 1.
+    #[serde(default = "first_format")]
+    pub format: u32,
     pub version: String,
     /// When the data was read from the source (the export transaction's start).
     pub as_of: DateTime<Utc>,
@@ -278,6 +284,14 @@ pub struct Manifest {
     pub rollup: Option<RollupCoverage>,
     /// Team ids present in the snapshot.
     pub teams: Vec<i64>,
+}
+
+/// The snapshot layout this build writes and reads. 2: `turns` and
+/// `turn_slots` carry `session_length_us`.
+pub const FORMAT: u32 = 2;
+
+fn first_format() -> u32 {
+    1
 }
 
 /// A data directory holding snapshot versions and the `CURRENT` pointer.

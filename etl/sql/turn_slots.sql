@@ -11,6 +11,8 @@ SELECT
     arrow_cast(date_bin(INTERVAL '15 minutes', created_at), 'Timestamp(Microsecond, Some("UTC"))') AS slot,
     count(CASE WHEN message_type = 'human' THEN 1 END) AS human,
     count(CASE WHEN message_type = 'ai' THEN 1 END) AS ai,
-    max(CASE WHEN message_type = 'human' THEN created_at END) AS last_human_at
+    max(CASE WHEN message_type = 'human' THEN created_at END) AS last_human_at,
+    session_length_us
 FROM snap_turns
-GROUP BY team_id, session_id, chatbot_id, participant_id, platform, date_bin(INTERVAL '15 minutes', created_at)
+GROUP BY team_id, session_id, chatbot_id, participant_id, platform, session_length_us,
+         date_bin(INTERVAL '15 minutes', created_at)

@@ -238,7 +238,8 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
 fn previous_postgres_manifest(dir: &DataDir) -> Result<Option<Manifest>> {
     let Some(current) = dir.current()? else { return Ok(None) };
     let m = dir.manifest(&current)?;
-    Ok((m.source == "postgres").then_some(m))
+    // An older layout is rewritten in full.
+    Ok((m.source == "postgres" && m.format == ocs_dash_engine::snapshot::FORMAT).then_some(m))
 }
 
 /// Highest id, count and decimal id sum of a registered message table.
@@ -299,6 +300,7 @@ async fn seal_and_publish(
     }
     let teams = team_ids(ctx).await?;
     let manifest = Manifest {
+        format: ocs_dash_engine::snapshot::FORMAT,
         version: meta.version.clone(),
         as_of: meta.as_of,
         created_at: Utc::now(),
