@@ -56,7 +56,8 @@ use crate::write::{Chunk, chunk_column, chunk_dir, file_month, month_of, month_s
 /// Session columns whose change can change a turn, an other message, or a
 /// per-message anomaly of the session's chat (`team_id` and `session_id`
 /// first).
-const SESSION_KEY: &str = "team_id, session_id, chat_id, chatbot_id, participant_id, platform, counted, created_at";
+const SESSION_KEY: &str =
+    "team_id, session_id, chat_id, chatbot_id, participant_id, platform, counted, created_at, ended_at";
 
 /// What an incremental run builds on, found before new messages are read.
 #[derive(Debug)]
