@@ -498,7 +498,7 @@ fn sort_bots(rows: &mut [BotRow], by: BotOrder, descending: bool) {
 
 /// One participant's activity in the window (a row of `sql/engagement.sql`).
 #[derive(Debug, Clone, Copy)]
-struct Activity {
+struct ParticipantActivity {
     id: i64,
     messages: i64,
     sessions: i64,
@@ -507,7 +507,11 @@ struct Activity {
 
 /// The first `limit` rows in `order`, sorted (a partial selection, then a
 /// sort of the kept rows only).
-fn top(rows: &[Activity], limit: usize, order: impl Fn(&Activity, &Activity) -> Ordering) -> Vec<Activity> {
+fn top(
+    rows: &[ParticipantActivity],
+    limit: usize,
+    order: impl Fn(&ParticipantActivity, &ParticipantActivity) -> Ordering,
+) -> Vec<ParticipantActivity> {
     let mut v = rows.to_vec();
     if v.len() > limit && limit > 0 {
         v.select_nth_unstable_by(limit - 1, &order);
@@ -560,7 +564,7 @@ async fn user_engagement(q: &Query<'_>, o: &Options) -> Result<UserEngagement> {
             ints(&b, "total_sessions")?,
             timestamps(&b, "last_activity")?,
         );
-        rows.extend((0..b.num_rows()).map(|i| Activity {
+        rows.extend((0..b.num_rows()).map(|i| ParticipantActivity {
             id: ids[i],
             messages: msgs[i],
             sessions: sess[i],
@@ -571,7 +575,7 @@ async fn user_engagement(q: &Query<'_>, o: &Options) -> Result<UserEngagement> {
     let most = top(&rows, o.limit, |a, b| b.messages.cmp(&a.messages).then(a.id.cmp(&b.id)));
     let least = top(&rows, o.limit, |a, b| a.messages.cmp(&b.messages).then(a.id.cmp(&b.id)));
     let names = participant_names(q, most.iter().chain(&least).map(|a| a.id).collect()).await?;
-    let shown = |list: Vec<Activity>| -> Vec<EngagedParticipant> {
+    let shown = |list: Vec<ParticipantActivity>| -> Vec<EngagedParticipant> {
         list.into_iter()
             .map(|a| EngagedParticipant {
                 participant_id: a.id,
