@@ -55,9 +55,10 @@ async fn main() {
     let local = Engine::new(DataDir::new(data), off);
     let remote =
         Engine::new(DataDir::new(data), off).with_backend(Backend::Ballista(Cluster::new(url).expect("a df:// URL")));
-    let snap = local.snapshot().expect("a snapshot in the data directory");
+    let snap = local.snapshot().await.expect("a snapshot in the data directory");
+    let version = snap.dir.local_path().expect("a local data directory");
     let size = |t: &Team| -> u64 {
-        std::fs::read_dir(snap.dir.join("turns").join(format!("team_id={}", t.id)))
+        std::fs::read_dir(version.join("turns").join(format!("team_id={}", t.id)))
             .map(|d| d.map(|f| f.unwrap().metadata().unwrap().len()).sum())
             .unwrap_or(0)
     };

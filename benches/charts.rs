@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release -- demo --scale m --no-serve --data /tmp/ocs-m   # or an ETL'd snapshot
 //! cargo bench --bench charts -- /tmp/ocs-m [runs]
+//! cargo bench --bench charts -- s3://bucket/prefix [runs]             # AWS_* variables set
 //! ```
 //! Prints a markdown table: median and p95 of `runs` (default 7) timed runs
 //! after one warm-up, plus which path (rollup or raw turns) answered.
@@ -29,7 +30,7 @@ async fn main() {
         return;
     };
     let runs: usize = args.get(1).map_or(7, |r| r.parse().expect("runs is a number"));
-    let dir = DataDir::new(data);
+    let dir = DataDir::open(data).expect("a local folder or s3://bucket/prefix");
     let engine = Engine::new(
         dir.clone(),
         CacheConfig {
@@ -37,21 +38,21 @@ async fn main() {
             ..Default::default()
         },
     );
-    let snap = engine.snapshot().expect("a snapshot in the data directory");
+    let snap = engine.snapshot().await.expect("a snapshot in the data directory");
     // The largest team: the one with the biggest turns folder.
-    let size = |t: i64| -> u64 {
-        std::fs::read_dir(snap.dir.join("turns").join(format!("team_id={t}")))
-            .map(|d| d.map(|f| f.unwrap().metadata().unwrap().len()).sum())
-            .unwrap_or(0)
-    };
-    let team = snap.teams.iter().max_by_key(|t| size(t.id)).expect("teams").clone();
+    let mut sizes = Vec::new();
+    for t in &snap.teams {
+        sizes.push((snap.dir.team_bytes("turns", t.id).await.expect("listing turns"), t));
+    }
+    let (bytes, team) = sizes.iter().max_by_key(|(b, _)| *b).expect("teams");
+    let (bytes, team) = (*bytes, (*team).clone());
     let now = snap.manifest.as_of;
     println!(
         "snapshot {} ({} turns), team {} ({} MB of turns), {} threads, {runs} runs",
         snap.version,
         snap.manifest.tables["turns"],
         team.slug,
-        size(team.id) >> 20,
+        bytes >> 20,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!("\n| chart | window | path | median ms | p95 ms |\n|---|---|---|---:|---:|");

@@ -543,7 +543,8 @@ impl ChartBench<'_> {
 
 /// Bytes of a team's `turns` folder: how the bench ranks teams by size.
 fn turns_bytes(snapshot: &ocs_dash_engine::engine::Snapshot, team: i64) -> u64 {
-    std::fs::read_dir(snapshot.dir.join("turns").join(format!("team_id={team}")))
+    let version = snapshot.dir.local_path().expect("a local --data folder");
+    std::fs::read_dir(version.join("turns").join(format!("team_id={team}")))
         .map(|d| d.filter_map(|f| f.ok()?.metadata().ok()).map(|m| m.len()).sum())
         .unwrap_or(0)
 }
@@ -619,7 +620,7 @@ async fn charts_part(args: &Args) -> ChartResults {
             ..Default::default()
         },
     );
-    let snapshot = engine.snapshot().expect("a snapshot in --data");
+    let snapshot = engine.snapshot().await.expect("a snapshot in --data");
     let (export, export_secs) = export_for_duckdb(args).await;
     let duck = DuckDb::start(&args.python, &export);
     let mut pg = pg_connect(args).await;
@@ -1119,7 +1120,7 @@ async fn main() {
     }));
     std::fs::create_dir_all(&args.work).expect("creating --work");
     let engine = Engine::new(DataDir::new(&args.data), CacheConfig::default());
-    let snapshot = engine.snapshot().expect("a snapshot in --data");
+    let snapshot = engine.snapshot().await.expect("a snapshot in --data");
     let mut conn = pg_connect(&args).await;
     let pg_version: String = sqlx::query_scalar(
         "SELECT current_setting('server_version') || ' with shared_buffers ' || current_setting('shared_buffers')

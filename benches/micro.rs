@@ -70,7 +70,7 @@ static GENERATED: LazyLock<Generated> = LazyLock::new(|| {
     RT.block_on(async {
         generate::generate(&opts, &mut stage).await.unwrap();
         stage.finish().unwrap();
-        run::generate_snapshot(&dir.path().join("data"), &opts, &mut Progress::hidden())
+        run::generate_snapshot(&DataDir::new(dir.path().join("data")), &opts, &mut Progress::hidden())
             .await
             .unwrap();
     });
@@ -98,12 +98,8 @@ struct Fixture {
 impl Fixture {
     fn new(data: &Path, cache: CacheConfig) -> Fixture {
         let engine = Engine::new(DataDir::new(data), cache);
-        let snapshot = engine.snapshot().expect("a snapshot");
-        let turns = |t: i64| -> u64 {
-            std::fs::read_dir(snapshot.dir.join("turns").join(format!("team_id={t}")))
-                .map(|d| d.filter_map(|f| f.ok()?.metadata().ok()).map(|m| m.len()).sum())
-                .unwrap_or(0)
-        };
+        let snapshot = RT.block_on(engine.snapshot()).expect("a snapshot");
+        let turns = |t: i64| -> u64 { RT.block_on(snapshot.dir.team_bytes("turns", t)).unwrap_or(0) };
         let team = snapshot.teams.iter().max_by_key(|t| turns(t.id)).expect("teams").id;
         let (filters, options) =
             Filters::parse(&[("date_range".into(), "30".into())], snapshot.manifest.as_of).unwrap();
@@ -168,7 +164,9 @@ fn etl_transform(bencher: Bencher) {
                 for table in SOURCES.iter() {
                     stage.register(&ctx, table, table.name).await.unwrap();
                 }
-                transform::run(&ctx, out.path()).await.unwrap()
+                transform::run(&ctx, &DataDir::new(out.path()).version_dir("bench"))
+                    .await
+                    .unwrap()
             });
             out
         });

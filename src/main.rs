@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -180,9 +180,17 @@ struct SqlArgs {
 
 #[derive(Debug, Args)]
 struct DataArg {
-    /// Data directory holding the snapshots.
+    /// Where the snapshots are: a local folder, or an object-store URL such
+    /// as s3://bucket/prefix (credentials, region and endpoint from the AWS_*
+    /// environment variables).
     #[arg(long, env = "OCS_DASH_DATA", default_value = "./data")]
-    data: PathBuf,
+    data: String,
+}
+
+impl DataArg {
+    fn open(&self) -> Result<DataDir> {
+        Ok(DataDir::open(&self.data)?)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -201,13 +209,32 @@ struct DemoArgs {
     /// Only generate the snapshot; no key, no server.
     #[arg(long, env = "OCS_DASH_NO_SERVE")]
     no_serve: bool,
+    #[command(flatten)]
+    meta: MetaArg,
 }
 
 #[derive(Debug, Args)]
 struct MetaArg {
-    /// Postgres URL of the metadata store (keys, sessions, presets, audit log); default: DATA/meta.sqlite.
+    /// Postgres URL of the metadata store (keys, sessions, presets, audit log); default: STATE/meta.sqlite.
     #[arg(long, env = "OCS_DASH_META_URL")]
     meta_url: Option<String>,
+    /// Local folder for the SQLite metadata store and the pseudonym key; default: the data directory when it is local (required when --data is a URL).
+    #[arg(long, env = "OCS_DASH_STATE")]
+    state: Option<PathBuf>,
+}
+
+impl MetaArg {
+    /// The local folder for server state.
+    fn state_dir(&self, data: &DataDir) -> Result<PathBuf> {
+        match (&self.state, data.local_path()) {
+            (Some(dir), _) => Ok(dir.clone()),
+            (None, Some(local)) => Ok(local.to_path_buf()),
+            (None, None) => anyhow::bail!(
+                "--data {} is not a local folder: pass --state DIR, a local folder for the metadata store and the pseudonym key",
+                data.location()
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -345,8 +372,10 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo(a) => run_demo(a).await?,
         Command::Serve(a) => {
+            let data = a.data.open()?;
             let config = ServeConfig {
-                data_dir: a.data.data,
+                state_dir: a.meta.state_dir(&data)?,
+                data,
                 bind: a.bind,
                 cache: CacheConfig {
                     ttl: a.cache_ttl,
@@ -366,7 +395,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Etl(a) => {
             let opts = EtlOptions {
                 database_url: a.database_url,
-                data_dir: a.data.data,
+                data: a.data.open()?,
                 full: a.full,
                 keep: a.keep,
             };
@@ -422,14 +451,14 @@ async fn run(cli: Cli) -> Result<()> {
             use ocs_dash_etl::rollup;
             let m = match c {
                 SnapshotCommand::Build(a) => {
-                    rollup::rebuild(&a.data.data, RollupCoverage { from: a.from, to: a.to }, a.keep).await?
+                    rollup::rebuild(&a.data.open()?, RollupCoverage { from: a.from, to: a.to }, a.keep).await?
                 }
                 SnapshotCommand::Backfill(a) => {
                     if a.from > a.to {
                         anyhow::bail!("--from {} is after --to {}", a.from, a.to);
                     }
                     rollup::rebuild(
-                        &a.data.data,
+                        &a.data.open()?,
                         RollupCoverage {
                             from: Some(a.from),
                             to: Some(a.to),
@@ -438,11 +467,8 @@ async fn run(cli: Cli) -> Result<()> {
                     )
                     .await?
                 }
-                SnapshotCommand::Prune(a) => rollup::prune(&a.data.data, a.keep_days, a.keep).await?,
-                SnapshotCommand::Status(d) => {
-                    let dir = DataDir::new(&d.data);
-                    dir.manifest(&dir.require_current()?)?
-                }
+                SnapshotCommand::Prune(a) => rollup::prune(&a.data.open()?, a.keep_days, a.keep).await?,
+                SnapshotCommand::Status(d) => d.open()?.require_head().await?.manifest,
             };
             let day = |d: Option<chrono::NaiveDate>| d.map_or("unbounded".to_string(), |d| d.to_string());
             println!(
@@ -472,8 +498,9 @@ async fn run_demo(a: DemoArgs) -> Result<()> {
         session_platform: true,
     };
     let mut progress = Progress::auto();
-    let m = run::generate_snapshot(&a.data.data, &opts, &mut progress).await?;
-    println!("generated snapshot {} in {}", m.version, a.data.data.display());
+    let data = a.data.open()?;
+    let m = run::generate_snapshot(&data, &opts, &mut progress).await?;
+    println!("generated snapshot {} in {}", m.version, data.location());
     println!("teams: {:?}", m.teams);
     for (t, n) in &m.tables {
         println!("  {t:<20} {n:>10} rows");
@@ -482,15 +509,16 @@ async fn run_demo(a: DemoArgs) -> Result<()> {
         return Ok(());
     }
     let config = ServeConfig {
-        data_dir: a.data.data.clone(),
+        state_dir: a.meta.state_dir(&data)?,
+        data,
         bind: a.bind,
         cache: CacheConfig::default(),
-        meta_url: None,
+        meta_url: a.meta.meta_url,
         settings: Settings::default(),
         backend: Backend::Local,
     };
     let server = Server::start(&config).await?;
-    let snapshot = server.state().engine().snapshot()?;
+    let snapshot = server.state().engine().snapshot().await?;
     let team = snapshot
         .teams
         .first()
@@ -516,26 +544,27 @@ async fn run_demo(a: DemoArgs) -> Result<()> {
 }
 
 /// The current snapshot of a data directory (keys are bound to its teams).
-fn current_snapshot(data: &Path) -> Result<std::sync::Arc<Snapshot>> {
+async fn current_snapshot(data: &DataDir) -> Result<std::sync::Arc<Snapshot>> {
     let engine = Engine::new(
-        DataDir::new(data),
+        data.clone(),
         CacheConfig {
             ttl: Duration::ZERO,
             ..CacheConfig::default()
         },
     );
-    Ok(engine.snapshot()?)
+    Ok(engine.snapshot().await?)
 }
 
 async fn run_keys(k: KeysCommand) -> Result<()> {
     match k {
         KeysCommand::Create { team, user, data, meta } => {
-            let snapshot = current_snapshot(&data.data)?;
+            let data = data.open()?;
+            let snapshot = current_snapshot(&data).await?;
             let team = snapshot.team(&team).ok_or_else(|| {
                 let known: Vec<_> = snapshot.teams.iter().map(|t| t.slug.as_str()).collect();
                 anyhow::anyhow!("no team {team:?} in the snapshot; teams: {}", known.join(", "))
             })?;
-            let store = Store::open_for(&data.data, meta.meta_url.as_deref()).await?;
+            let store = Store::open_for(&meta.state_dir(&data)?, meta.meta_url.as_deref()).await?;
             let key = auth::create_key(&store, team, &user).await?;
             eprintln!(
                 "created key {} ({}…) for user {:?} of team {:?}; it is shown only now:",
@@ -544,7 +573,7 @@ async fn run_keys(k: KeysCommand) -> Result<()> {
             println!("{}", key.secret);
         }
         KeysCommand::List { data, meta, json } => {
-            let store = Store::open_for(&data.data, meta.meta_url.as_deref()).await?;
+            let store = Store::open_for(&meta.state_dir(&data.open()?)?, meta.meta_url.as_deref()).await?;
             let keys = store.list_keys().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&keys)?);
@@ -568,7 +597,7 @@ async fn run_keys(k: KeysCommand) -> Result<()> {
             }
         }
         KeysCommand::Revoke { id, data, meta } => {
-            let store = Store::open_for(&data.data, meta.meta_url.as_deref()).await?;
+            let store = Store::open_for(&meta.state_dir(&data.open()?)?, meta.meta_url.as_deref()).await?;
             if !store.revoke_key(id).await? {
                 anyhow::bail!("no active key with id {id} (see `ocs-dash keys list`)");
             }
@@ -579,7 +608,7 @@ async fn run_keys(k: KeysCommand) -> Result<()> {
 }
 
 async fn run_sql(a: SqlArgs) -> Result<()> {
-    let snapshot = current_snapshot(&a.data.data)?;
+    let snapshot = current_snapshot(&a.data.open()?).await?;
     let team = match &a.team {
         None => None,
         Some(slug) => Some(

@@ -45,7 +45,7 @@ async fn engine_answer(data: &Path, team: i64, chart: Chart, query: &str) -> Val
             ..CacheConfig::default()
         },
     );
-    let snapshot = engine.snapshot().unwrap();
+    let snapshot = engine.snapshot().await.unwrap();
     let (filters, options) = Filters::parse(&pairs(query), Utc::now()).unwrap();
     serde_json::to_value(engine.chart(&snapshot, team, chart, &filters, &options).await.unwrap()).unwrap()
 }
@@ -73,6 +73,7 @@ async fn the_binary_serves_real_http_and_stops_cleanly() {
     run(&["etl", "--database-url", &source.url, "--data", data_s], &[]);
     let snapshot = Engine::new(DataDir::new(&data), CacheConfig::default())
         .snapshot()
+        .await
         .unwrap();
     let (team_a, team_b) = (snapshot.teams[0].clone(), snapshot.teams[1].clone());
 
@@ -311,7 +312,7 @@ async fn demo_generates_creates_a_key_serves_and_prints_a_sign_in_link() {
     // --no-serve only generates.
     let out = run(&["demo", "--no-serve", "--scale", "tiny", "--data", data_s], &[]);
     assert!(out.contains("generated snapshot"), "{out}");
-    assert!(DataDir::new(&data).current().unwrap().is_some());
+    assert!(DataDir::new(&data).current().await.unwrap().is_some());
     assert!(!data.join("meta.sqlite").exists(), "no key, no store");
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -397,6 +398,7 @@ async fn sigterm_under_load_loses_no_audit_row() {
     run(&["demo", "--no-serve", "--scale", "tiny", "--data", data_s], &[]);
     let snapshot = Engine::new(DataDir::new(&data), CacheConfig::default())
         .snapshot()
+        .await
         .unwrap();
     let team = snapshot.teams[0].slug.clone();
     let key = run(

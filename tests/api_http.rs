@@ -34,7 +34,7 @@ async fn engine_answer(team: i64, chart: Chart, query: &str) -> Value {
             ..CacheConfig::default()
         },
     );
-    let snapshot = engine.snapshot().unwrap();
+    let snapshot = engine.snapshot().await.unwrap();
     let (filters, options) = Filters::parse(&pairs(query), Utc::now()).unwrap();
     serde_json::to_value(engine.chart(&snapshot, team, chart, &filters, &options).await.unwrap()).unwrap()
 }
@@ -805,7 +805,7 @@ async fn openapi_documents_every_route() {
 #[tokio::test]
 async fn health_metrics_gzip_and_static_files() {
     let f = Fixture::new(Backend::Sqlite, "ops").await;
-    let version = f.engine.snapshot().unwrap().version.clone();
+    let version = f.engine.snapshot().await.unwrap().version.clone();
     let r = f.send(Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"], "ok");
@@ -1012,7 +1012,7 @@ async fn a_new_snapshot_is_never_hidden_behind_a_cached_answer() {
     assert!(copied.success());
     let data = DataDir::new(dir.path());
     let engine = Arc::new(Engine::new(data.clone(), CacheConfig::default()));
-    let old = engine.snapshot().unwrap();
+    let old = engine.snapshot().await.unwrap();
     let team = old.teams[0].clone();
     let store = Store::open_for(dir.path(), None).await.unwrap();
     let key = auth::create_key(&store, &team, "ann").await.unwrap().secret;
@@ -1044,16 +1044,14 @@ async fn a_new_snapshot_is_never_hidden_behind_a_cached_answer() {
 
     // The same data published as a new version: answered from it at once.
     let new_version = format!("{}-next", old.version);
-    let copied = std::process::Command::new("cp")
-        .arg("-a")
-        .args([data.version_dir(&old.version), data.version_dir(&new_version)])
-        .status()
+    data.version_dir(&new_version)
+        .copy_from(&data.version_dir(&old.version), |_| true)
+        .await
         .unwrap();
-    assert!(copied.success());
-    let mut manifest = data.manifest(&old.version).unwrap();
+    let head = data.require_head().await.unwrap();
+    let mut manifest = head.manifest.clone();
     manifest.version = new_version.clone();
-    data.seal(&manifest).unwrap();
-    data.publish(&new_version).unwrap();
+    data.publish(&manifest, Some(head.seq)).await.unwrap();
     let second = ask().await;
     assert_eq!(second["snapshot"]["version"], new_version.as_str());
     assert_eq!(second["data"], first["data"]);

@@ -135,7 +135,7 @@ fn no_cache() -> CacheConfig {
 }
 
 async fn own_chatbots(engine: &Engine, team: i64) -> Vec<i64> {
-    let snapshot = engine.snapshot().unwrap();
+    let snapshot = engine.snapshot().await.unwrap();
     let ctx = sql::adhoc_context(&snapshot, Some(team)).await.unwrap();
     let (_, batches) = sql::run_readonly(&ctx, "SELECT chatbot_id FROM chatbots ORDER BY chatbot_id")
         .await
@@ -155,7 +155,7 @@ async fn ballista_answers_every_chart_like_the_local_engine() {
         end: "2026-11-20T12:00:00Z".parse().unwrap(),
         session_platform: true,
     };
-    let manifest = ocs_dash_etl::run::generate_snapshot(data.path(), &opts, &mut Progress::hidden())
+    let manifest = ocs_dash_etl::run::generate_snapshot(&DataDir::new(data.path()), &opts, &mut Progress::hidden())
         .await
         .unwrap();
     assert!(manifest.rollup.is_some(), "the generated snapshot has a rollup");
@@ -164,7 +164,7 @@ async fn ballista_answers_every_chart_like_the_local_engine() {
 
     let local = Engine::new(DataDir::new(data.path()), no_cache());
     let remote = Engine::new(DataDir::new(data.path()), no_cache()).with_backend(Backend::Ballista(cluster.clone()));
-    let snapshot = local.snapshot().unwrap();
+    let snapshot = local.snapshot().await.unwrap();
     let (team, other) = (manifest.teams[0], manifest.teams[1]);
     let bots = own_chatbots(&local, team).await;
     let foreign = own_chatbots(&local, other).await;
@@ -268,12 +268,15 @@ async fn sql_on_ballista_sees_one_team_and_stays_read_only() {
         end: "2026-11-20T12:00:00Z".parse().unwrap(),
         session_platform: true,
     };
-    ocs_dash_etl::run::generate_snapshot(data.path(), &opts, &mut Progress::hidden())
+    ocs_dash_etl::run::generate_snapshot(&DataDir::new(data.path()), &opts, &mut Progress::hidden())
         .await
         .unwrap();
     let (cluster, _processes) = start_cluster();
     wait_ready(&cluster).await;
-    let snapshot = Engine::new(DataDir::new(data.path()), no_cache()).snapshot().unwrap();
+    let snapshot = Engine::new(DataDir::new(data.path()), no_cache())
+        .snapshot()
+        .await
+        .unwrap();
     let slug = snapshot.teams[0].slug.clone();
     let query = "SELECT (SELECT count(*) FROM teams) AS teams, count(*) AS turns, \
                  count(DISTINCT session_id) AS sessions, max(created_at) AS last FROM turns";
@@ -314,13 +317,13 @@ async fn serve_on_ballista_answers_over_http_like_the_local_engine() {
         end: chrono::Utc::now(),
         session_platform: true,
     };
-    ocs_dash_etl::run::generate_snapshot(data.path(), &opts, &mut Progress::hidden())
+    ocs_dash_etl::run::generate_snapshot(&DataDir::new(data.path()), &opts, &mut Progress::hidden())
         .await
         .unwrap();
     let (cluster, _processes) = start_cluster();
     wait_ready(&cluster).await;
     let local = Engine::new(DataDir::new(data.path()), no_cache());
-    let snapshot = local.snapshot().unwrap();
+    let snapshot = local.snapshot().await.unwrap();
     let (team, other) = (&snapshot.teams[0], &snapshot.teams[1]);
     let data_s = data.path().to_str().unwrap();
     let out = Command::new(BIN)

@@ -133,7 +133,9 @@ fn build_fixture(data: &Path, out: &Path, query: &str) -> (String, Value) {
             end: DATA_END.parse().unwrap(),
             session_platform: true,
         };
-        generate_snapshot(data, &opts, &mut Progress::hidden()).await.unwrap();
+        generate_snapshot(&DataDir::new(data), &opts, &mut Progress::hidden())
+            .await
+            .unwrap();
         let engine = Engine::new(
             DataDir::new(data),
             CacheConfig {
@@ -141,7 +143,7 @@ fn build_fixture(data: &Path, out: &Path, query: &str) -> (String, Value) {
                 ..CacheConfig::default()
             },
         );
-        let snapshot = engine.snapshot().unwrap();
+        let snapshot = engine.snapshot().await.unwrap();
         // The team with the most messages in the window: the page has the most to show.
         let mut best: Option<(i64, String, i64)> = None;
         for team in &snapshot.teams {

@@ -118,7 +118,7 @@ async fn every_chart_matches_the_oracle_for_random_filters() {
     let data = tempfile::tempdir().unwrap();
     let etl = EtlOptions {
         database_url: db.url.clone(),
-        data_dir: data.path().to_path_buf(),
+        data: DataDir::new(data.path()),
         full: true,
         keep: 1,
     };
@@ -131,7 +131,7 @@ async fn every_chart_matches_the_oracle_for_random_filters() {
             ..Default::default()
         },
     );
-    let snapshot = engine.snapshot().unwrap();
+    let snapshot = engine.snapshot().await.unwrap();
     let mut conn = db.conn().await;
     let team_ids: Vec<i64> = snapshot.teams.iter().map(|t| t.id).collect();
     let all_bots: Vec<i64> = sqlx::query_scalar("SELECT id FROM experiments_experiment ORDER BY id")
@@ -244,9 +244,13 @@ async fn fixture_charts_match_the_oracle_in_every_zone_and_granularity() {
     }
     drop(sink);
     let data = tempfile::tempdir().unwrap();
-    ocs_dash_etl::run::snapshot_from_batches(data.path(), batches, "2026-11-20T12:00:00Z".parse().unwrap())
-        .await
-        .unwrap();
+    ocs_dash_etl::run::snapshot_from_batches(
+        &DataDir::new(data.path()),
+        batches,
+        "2026-11-20T12:00:00Z".parse().unwrap(),
+    )
+    .await
+    .unwrap();
     let engine = Engine::new(
         DataDir::new(data.path()),
         CacheConfig {
@@ -254,7 +258,7 @@ async fn fixture_charts_match_the_oracle_in_every_zone_and_granularity() {
             ..Default::default()
         },
     );
-    let snapshot = engine.snapshot().unwrap();
+    let snapshot = engine.snapshot().await.unwrap();
     let mut conn = db.conn().await;
     let windows = [
         ("2026-03-28", "2026-04-01"),

@@ -26,7 +26,7 @@ fn last_30_days() -> (Filters, ocs_dash_engine::filters::Options) {
 #[tokio::test]
 async fn cache_hits_are_fast_shared_and_never_hide_a_new_snapshot() {
     let data = tempfile::tempdir().unwrap();
-    let first = ocs_dash_etl::run::generate_snapshot(data.path(), &opts(1), &mut Progress::hidden())
+    let first = ocs_dash_etl::run::generate_snapshot(&DataDir::new(data.path()), &opts(1), &mut Progress::hidden())
         .await
         .unwrap();
     let engine = Arc::new(Engine::new(DataDir::new(data.path()), CacheConfig::default()));
@@ -38,7 +38,7 @@ async fn cache_hits_are_fast_shared_and_never_hide_a_new_snapshot() {
         .map(|_| {
             let (engine, f, o) = (engine.clone(), f.clone(), o.clone());
             tokio::spawn(async move {
-                let s = engine.snapshot().unwrap();
+                let s = engine.snapshot().await.unwrap();
                 engine.chart(&s, team, Chart::Overview, &f, &o).await.unwrap().data
             })
         })
@@ -53,7 +53,7 @@ async fn cache_hits_are_fast_shared_and_never_hide_a_new_snapshot() {
     );
 
     // A hit is the same object, well under a millisecond.
-    let snap = engine.snapshot().unwrap();
+    let snap = engine.snapshot().await.unwrap();
     let started = Instant::now();
     let hit = engine.chart(&snap, team, Chart::Overview, &f, &o).await.unwrap();
     let took = started.elapsed();
@@ -61,10 +61,10 @@ async fn cache_hits_are_fast_shared_and_never_hide_a_new_snapshot() {
     eprintln!("cache hit in {took:?}");
 
     // A new snapshot is visible at once, and its answers are not the old ones.
-    let second = ocs_dash_etl::run::generate_snapshot(data.path(), &opts(2), &mut Progress::hidden())
+    let second = ocs_dash_etl::run::generate_snapshot(&DataDir::new(data.path()), &opts(2), &mut Progress::hidden())
         .await
         .unwrap();
-    let snap = engine.snapshot().unwrap();
+    let snap = engine.snapshot().await.unwrap();
     assert_eq!(snap.version, second.version);
     let fresh = engine.chart(&snap, team, Chart::Overview, &f, &o).await.unwrap();
     assert_eq!(fresh.snapshot.version, second.version);
@@ -107,11 +107,11 @@ fn sql(data: &std::path::Path, args: &[&str]) -> (i32, String, String) {
 #[tokio::test]
 async fn sql_is_read_only_and_sees_one_team() {
     let data = tempfile::tempdir().unwrap();
-    let m = ocs_dash_etl::run::generate_snapshot(data.path(), &opts(3), &mut Progress::hidden())
+    let m = ocs_dash_etl::run::generate_snapshot(&DataDir::new(data.path()), &opts(3), &mut Progress::hidden())
         .await
         .unwrap();
     let engine = Engine::new(DataDir::new(data.path()), CacheConfig::default());
-    let snap = engine.snapshot().unwrap();
+    let snap = engine.snapshot().await.unwrap();
     let (team, other) = (&snap.teams[0], &snap.teams[1]);
 
     // One team: its own row of `teams`, and only its turns.
@@ -198,7 +198,7 @@ async fn rollup_and_raw_turns_agree_for_every_chart_and_granularity() {
     use ocs_dash_engine::engine::choose_activity;
     use ocs_dash_engine::scope::{Activity, session, team_scope};
     let data = tempfile::tempdir().unwrap();
-    let m = ocs_dash_etl::run::generate_snapshot(data.path(), &opts(4), &mut Progress::hidden())
+    let m = ocs_dash_etl::run::generate_snapshot(&DataDir::new(data.path()), &opts(4), &mut Progress::hidden())
         .await
         .unwrap();
     assert!(
@@ -259,7 +259,7 @@ async fn pruned_and_backfilled_rollups_give_the_same_answers() {
     use ocs_dash_engine::engine::choose_activity;
     use ocs_dash_engine::scope::Activity;
     let data = tempfile::tempdir().unwrap();
-    let m = ocs_dash_etl::run::generate_snapshot(data.path(), &opts(5), &mut Progress::hidden())
+    let m = ocs_dash_etl::run::generate_snapshot(&DataDir::new(data.path()), &opts(5), &mut Progress::hidden())
         .await
         .unwrap();
     let engine = Engine::new(
@@ -305,7 +305,7 @@ async fn pruned_and_backfilled_rollups_give_the_same_answers() {
     assert_eq!(before, after, "backfilling changes no answer");
 
     run(&["build"]);
-    let snap = engine.snapshot().unwrap();
+    let snap = engine.snapshot().await.unwrap();
     assert_eq!(
         snap.manifest.tables["turn_slots"], m.tables["turn_slots"],
         "a full build restores every slot"
@@ -326,7 +326,7 @@ async fn answers(
     Arc<ocs_dash_engine::Snapshot>,
     Vec<Arc<ocs_dash_engine::charts::ChartData>>,
 ) {
-    let snap = engine.snapshot().unwrap();
+    let snap = engine.snapshot().await.unwrap();
     let mut out = Vec::new();
     for (f, o) in [old, recent] {
         for chart in Chart::ALL {
@@ -340,11 +340,12 @@ async fn answers(
 async fn sql_prompt_runs_each_statement_and_survives_errors() {
     use std::io::Write;
     let data = tempfile::tempdir().unwrap();
-    ocs_dash_etl::run::generate_snapshot(data.path(), &opts(6), &mut Progress::hidden())
+    ocs_dash_etl::run::generate_snapshot(&DataDir::new(data.path()), &opts(6), &mut Progress::hidden())
         .await
         .unwrap();
     let slug = Engine::new(DataDir::new(data.path()), CacheConfig::default())
         .snapshot()
+        .await
         .unwrap()
         .teams[0]
         .slug

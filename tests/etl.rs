@@ -25,7 +25,7 @@ fn gen_opts(scale: Scale, seed: u64, session_platform: bool) -> GenOptions {
 async fn etl(db: &TestDb, data: &Path, full: bool) -> Summary {
     let opts = EtlOptions {
         database_url: db.url.clone(),
-        data_dir: data.to_path_buf(),
+        data: DataDir::new(data),
         full,
         keep: 2,
     };
@@ -120,7 +120,7 @@ async fn full_export_matches_source_current_schema() {
     let summary = etl(&db, data.path(), false).await;
     assert_eq!(summary.mode, "full");
     assert_counts_match_source(&db, data.path(), true).await;
-    let m = DataDir::new(data.path()).manifest(&summary.version).unwrap();
+    let m = DataDir::new(data.path()).manifest(&summary.version).await.unwrap();
     assert!(m.session_platform_column);
     assert_eq!(m.source, "postgres");
     // The generator plants every anomaly; the summary counts each of them.
@@ -168,6 +168,7 @@ async fn full_export_matches_source_legacy_schema() {
     assert!(
         !DataDir::new(data.path())
             .manifest(&summary.version)
+            .await
             .unwrap()
             .session_platform_column
     );
@@ -254,7 +255,7 @@ async fn incremental_equals_full_after_inserts_updates_and_deletes() {
     etl(&db, full.path(), true).await;
     assert_tables_equal(inc.path(), full.path()).await;
     // Old versions were pruned to the last two complete ones.
-    assert!(DataDir::new(inc.path()).versions().unwrap().len() <= 3);
+    assert!(DataDir::new(inc.path()).versions().await.unwrap().len() <= 3);
     db.drop_db().await;
 }
 
@@ -266,11 +267,8 @@ async fn assert_tables_equal(a: &Path, b: &Path) {
         assert_eq!(batch.num_rows(), tb[name].num_rows(), "row count of {name}");
         assert!(batch == &tb[name], "table {name} differs between incremental and full");
     }
-    let manifest = |p: &Path| {
-        let dir = DataDir::new(p);
-        dir.manifest(&dir.require_current().unwrap()).unwrap()
-    };
-    let (ma, mb) = (manifest(a), manifest(b));
+    let manifest = async |p: &Path| DataDir::new(p).require_head().await.unwrap().manifest;
+    let (ma, mb) = (manifest(a).await, manifest(b).await);
     assert_eq!(ma.tables, mb.tables);
     assert_eq!(ma.watermark, mb.watermark);
     let mut anomalies = ma.anomalies.clone();
@@ -283,10 +281,13 @@ async fn assert_tables_equal(a: &Path, b: &Path) {
 
 /// Every Parquet file of the current snapshot: path inside the version →
 /// inode (hard links share it).
-fn current_files(data: &Path) -> BTreeMap<String, u64> {
+async fn current_files(data: &Path) -> BTreeMap<String, u64> {
     use std::os::unix::fs::MetadataExt;
     let dir = DataDir::new(data);
-    let root = dir.version_dir(&dir.require_current().unwrap());
+    let root = dir
+        .version_dir(&dir.require_current().await.unwrap())
+        .local_path()
+        .unwrap();
     let mut out = BTreeMap::new();
     let mut stack = vec![root.clone()];
     while let Some(d) = stack.pop() {
@@ -311,7 +312,7 @@ async fn incremental_rewrites_only_the_files_whose_rows_changed() {
         .unwrap();
     let data = tempfile::tempdir().unwrap();
     etl(&db, data.path(), true).await;
-    let before = current_files(data.path());
+    let before = current_files(data.path()).await;
     // Time-sorted tables are stored per team and month.
     assert!(
         before
@@ -322,7 +323,7 @@ async fn incremental_rewrites_only_the_files_whose_rows_changed() {
     // Nothing changed: every file is the previous one.
     let s = etl(&db, data.path(), false).await;
     assert_eq!(s.mode, "incremental", "{:?}", s.fallback);
-    let same = current_files(data.path());
+    let same = current_files(data.path()).await;
     assert_eq!(same, before, "files were rewritten although nothing changed");
 
     // One session of the largest team gets another platform: its turns'
@@ -360,7 +361,7 @@ async fn incremental_rewrites_only_the_files_whose_rows_changed() {
     .await;
     let s = etl(&db, data.path(), false).await;
     assert_eq!(s.mode, "incremental", "{:?}", s.fallback);
-    let after = current_files(data.path());
+    let after = current_files(data.path()).await;
     let folder = format!("/team_id={team}/");
     let mut rewritten = Vec::new();
     for (f, ino) in &after {
@@ -405,7 +406,7 @@ async fn incremental_rewrites_only_the_files_whose_rows_changed() {
     };
     let s = etl(&db, data.path(), false).await;
     assert_eq!(s.mode, "incremental", "{:?}", s.fallback);
-    let last = current_files(data.path());
+    let last = current_files(data.path()).await;
     let mut rewritten = Vec::new();
     for (f, ino) in &last {
         if after.get(f) != Some(ino) {
@@ -452,8 +453,8 @@ async fn kill_9_at_any_moment_leaves_the_previous_snapshot_serving() {
         child.kill().ok(); // SIGKILL
         child.wait().unwrap();
         let dir = DataDir::new(data.path());
-        let current = dir.require_current().unwrap();
-        dir.manifest(&current).expect("the current snapshot is complete");
+        let current = dir.require_current().await.unwrap();
+        dir.manifest(&current).await.expect("the current snapshot is complete");
         let now = snapshot_contents(data.path()).await;
         assert!(
             now == baseline,
@@ -473,7 +474,7 @@ async fn kill_9_at_any_moment_leaves_the_previous_snapshot_serving() {
         "1",
     ]);
     assert_eq!(code, 0, "{err}");
-    assert!(DataDir::new(data.path()).versions().unwrap().len() <= 2);
+    assert!(DataDir::new(data.path()).versions().await.unwrap().len() <= 2);
     db.drop_db().await;
 }
 

@@ -146,9 +146,13 @@ async fn chart_results_are_pinned_on_the_fixture() {
     let batches = ocs_dash_etl::fixture::fixture_batches(include_str!("../data/fixtures/small.sql"))
         .await
         .unwrap();
-    ocs_dash_etl::run::snapshot_from_batches(data.path(), batches, "2026-11-20T12:00:00Z".parse().unwrap())
-        .await
-        .unwrap();
+    ocs_dash_etl::run::snapshot_from_batches(
+        &DataDir::new(data.path()),
+        batches,
+        "2026-11-20T12:00:00Z".parse().unwrap(),
+    )
+    .await
+    .unwrap();
     let engine = Arc::new(Engine::new(
         DataDir::new(data.path()),
         CacheConfig {
@@ -157,7 +161,7 @@ async fn chart_results_are_pinned_on_the_fixture() {
         },
     ));
     let db = ChartDb {
-        snapshot: engine.snapshot().unwrap(),
+        snapshot: engine.snapshot().await.unwrap(),
         engine,
     };
     let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql"))

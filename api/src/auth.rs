@@ -179,7 +179,7 @@ impl FromRequestParts<AppState> for Caller {
             .find(|(k, _)| *k == "team")
             .map(|(_, v)| v.to_string())
             .ok_or(ApiError::NotFound("team"))?;
-        let snapshot = state.engine().snapshot()?;
+        let snapshot = state.engine().snapshot().await?;
         let team = snapshot
             .team(&slug)
             .filter(|t| t.id == cred.team_id)
@@ -221,10 +221,11 @@ fn redirect(status: StatusCode, to: &str) -> Response {
 }
 
 /// Where a credential's dashboard is (its team's slug in the current snapshot).
-fn dashboard_url(state: &AppState, cred: &Credential) -> String {
+async fn dashboard_url(state: &AppState, cred: &Credential) -> String {
     let slug = state
         .engine()
         .snapshot()
+        .await
         .ok()
         .and_then(|s| s.teams.iter().find(|t| t.id == cred.team_id).map(|t| t.slug.clone()))
         .unwrap_or_else(|| cred.team_slug.clone());
@@ -239,7 +240,7 @@ pub(crate) async fn home(State(state): State<AppState>, headers: HeaderMap) -> R
         None => None,
     };
     Ok(match session {
-        Some(cred) => redirect(StatusCode::FOUND, &dashboard_url(&state, &cred)),
+        Some(cred) => redirect(StatusCode::FOUND, &dashboard_url(&state, &cred).await),
         None => redirect(StatusCode::FOUND, "/login"),
     })
 }
@@ -318,7 +319,7 @@ async fn sign_in(state: &AppState, key: &str) -> Result<Response, ApiError> {
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         SESSION_TTL.num_seconds()
     );
-    let mut response = redirect(StatusCode::SEE_OTHER, &dashboard_url(state, &cred));
+    let mut response = redirect(StatusCode::SEE_OTHER, &dashboard_url(state, &cred).await);
     response.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.to_string()))?,

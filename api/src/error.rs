@@ -186,6 +186,9 @@ impl From<ocs_dash_engine::Error> for ApiError {
             | E::DataFusion(_)
             | E::Arrow(_)
             | E::Io { .. }
+            | E::Storage { .. }
+            | E::Location(_)
+            | E::Conflict(_)
             | E::Shared(_)
             | E::Json(_)
             | E::Config(_)

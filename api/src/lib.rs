@@ -130,10 +130,13 @@ pub fn app(state: AppState) -> Router {
 /// `ocs-dash serve`'s settings.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    pub data_dir: PathBuf,
+    /// Where the snapshots are (a local folder or an object store).
+    pub data: DataDir,
+    /// Local folder for the SQLite metadata store and the pseudonym key.
+    pub state_dir: PathBuf,
     pub bind: SocketAddr,
     pub cache: CacheConfig,
-    /// Postgres URL of the metadata store; `None` = SQLite in the data directory.
+    /// Postgres URL of the metadata store; `None` = SQLite in `state_dir`.
     pub meta_url: Option<String>,
     pub settings: Settings,
     /// Where the chart queries run (this process, or a Ballista cluster).
@@ -151,10 +154,9 @@ impl Server {
     /// Opens the engine, the metadata store (running its migrations) and the
     /// pseudonym key, and binds the address.
     pub async fn start(config: &ServeConfig) -> Result<Server> {
-        let engine =
-            Arc::new(Engine::new(DataDir::new(&config.data_dir), config.cache).with_backend(config.backend.clone()));
-        let store = Store::open_for(&config.data_dir, config.meta_url.as_deref()).await?;
-        let pseudonyms = Pseudonyms::load_or_create(&config.data_dir)?;
+        let engine = Arc::new(Engine::new(config.data.clone(), config.cache).with_backend(config.backend.clone()));
+        let store = Store::open_for(&config.state_dir, config.meta_url.as_deref()).await?;
+        let pseudonyms = Pseudonyms::load_or_create(&config.state_dir)?;
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .map_err(|e| Error::io(format!("binding {}", config.bind), e))?;

@@ -169,7 +169,7 @@ pub struct Health {
         (status = 503, body = Health, description = "The metadata store does not answer"),
     ))]
 pub(crate) async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    let snapshot = state.engine().snapshot().ok();
+    let snapshot = state.engine().snapshot().await.ok();
     let store_ok = match state.store().ping().await {
         Ok(()) => true,
         Err(e) => {
@@ -220,7 +220,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     out.push_str("# HELP ocs_dash_answer_cache_bytes Size of the encoded chart answers.\n");
     out.push_str("# TYPE ocs_dash_answer_cache_bytes gauge\n");
     let _ = writeln!(out, "ocs_dash_answer_cache_bytes {bytes}");
-    if let Ok(s) = engine.snapshot() {
+    if let Ok(s) = engine.snapshot().await {
         out.push_str("# HELP ocs_dash_snapshot_info The current snapshot's version.\n");
         out.push_str("# TYPE ocs_dash_snapshot_info gauge\n");
         let _ = writeln!(out, "ocs_dash_snapshot_info{{version=\"{}\"}} 1", label(&s.version));

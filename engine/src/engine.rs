@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{AsArray, RecordBatch};
@@ -19,7 +19,7 @@ use crate::charts::{self, Chart, ChartData};
 use crate::error::{Error, Result};
 use crate::filters::{Filters, Options};
 use crate::scope::{Activity, team_scope};
-use crate::snapshot::{DataDir, FORMAT, Manifest, SLOT_MICROS};
+use crate::snapshot::{DataDir, FORMAT, Manifest, SLOT_MICROS, VersionDir};
 
 /// A team as the snapshot knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -35,34 +35,31 @@ pub struct Snapshot {
     pub version: String,
     pub manifest: Manifest,
     pub teams: Vec<Team>,
-    pub dir: std::path::PathBuf,
+    pub dir: VersionDir,
 }
 
 impl Snapshot {
-    fn load(data: &DataDir, version: &str) -> Result<Snapshot> {
-        let manifest = data.manifest(version)?;
+    async fn load(data: &DataDir, manifest: Manifest) -> Result<Snapshot> {
+        let version = manifest.version.clone();
         if manifest.format != FORMAT {
             return Err(Error::BadSnapshot {
-                version: version.to_string(),
+                version,
                 reason: format!(
                     "it has layout {} and this ocs-dash reads layout {FORMAT}: run `ocs-dash etl --full` to rewrite it",
                     manifest.format
                 ),
             });
         }
-        let dir = data.version_dir(version);
-        let path = dir.join("teams").join("part-0.parquet");
-        let file = std::fs::File::open(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| Error::BadSnapshot {
-                version: version.to_string(),
-                reason: e.to_string(),
-            })?
+        let dir = data.version_dir(&manifest.version);
+        let bad = |e: parquet::errors::ParquetError| Error::BadSnapshot {
+            version: version.clone(),
+            reason: e.to_string(),
+        };
+        let bytes = dir.read(&dir.file("teams", None, 0)).await?;
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(bad)?
             .build()
-            .map_err(|e| Error::BadSnapshot {
-                version: version.to_string(),
-                reason: e.to_string(),
-            })?;
+            .map_err(bad)?;
         let mut teams = Vec::new();
         for batch in reader {
             let b: RecordBatch = batch?;
@@ -77,7 +74,7 @@ impl Snapshot {
             }
         }
         Ok(Snapshot {
-            version: version.to_string(),
+            version: manifest.version.clone(),
             manifest,
             teams,
             dir,
@@ -140,7 +137,11 @@ pub struct Engine {
     cache_config: CacheConfig,
     backend: Backend,
     cache: Option<Cache<CacheKey, Arc<ChartData>>>,
-    loaded: Mutex<Option<Arc<Snapshot>>>,
+    loaded: Mutex<Option<Loaded>>,
+    /// Serialises loading a new snapshot.
+    loading: tokio::sync::Mutex<()>,
+    /// How long a resolved snapshot is trusted before the log is checked again.
+    refresh: Duration,
     /// Shared by every query: its caches of folder listings and Parquet
     /// footers outlive one request (see [`crate::scope::session`]).
     runtime: Arc<RuntimeEnv>,
@@ -148,6 +149,18 @@ pub struct Engine {
     asked: AtomicU64,
     computed: AtomicU64,
 }
+
+#[derive(Debug, Clone)]
+struct Loaded {
+    seq: u64,
+    snapshot: Arc<Snapshot>,
+    checked: Instant,
+}
+
+/// How often a server looks for a new snapshot in an object store (one
+/// existence check per interval). A local directory is checked on every
+/// request: a `stat`.
+pub const OBJECT_STORE_REFRESH: Duration = Duration::from_secs(1);
 
 /// How often the result cache answered (for the server's metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -167,6 +180,11 @@ impl Engine {
                 .time_to_live(cache_config.ttl)
                 .build()
         });
+        let refresh = if data.local_path().is_some() {
+            Duration::ZERO
+        } else {
+            OBJECT_STORE_REFRESH
+        };
         Engine {
             data,
             cache_config,
@@ -174,6 +192,8 @@ impl Engine {
             cache,
             loaded: Mutex::new(None),
             runtime: query_runtime(),
+            loading: tokio::sync::Mutex::new(()),
+            refresh,
             asked: AtomicU64::new(0),
             computed: AtomicU64::new(0),
         }
@@ -190,17 +210,52 @@ impl Engine {
         &self.backend
     }
 
-    /// The current snapshot. `CURRENT` is read on every call, so a new
-    /// snapshot is visible at once, without a restart.
-    pub fn snapshot(&self) -> Result<Arc<Snapshot>> {
-        let version = self.data.require_current()?;
-        let mut loaded = self.loaded.lock().expect("snapshot lock");
-        if let Some(s) = loaded.as_ref().filter(|s| s.version == version) {
-            return Ok(s.clone());
+    /// The data directory.
+    pub fn data(&self) -> &DataDir {
+        &self.data
+    }
+
+    /// The current snapshot. The publication log is checked on every call
+    /// (at most once per [`OBJECT_STORE_REFRESH`] in an object store), so a
+    /// new snapshot is visible without a restart.
+    pub async fn snapshot(&self) -> Result<Arc<Snapshot>> {
+        let seen = self.loaded.lock().expect("snapshot lock").clone();
+        if let Some(l) = &seen {
+            if l.checked.elapsed() < self.refresh {
+                return Ok(l.snapshot.clone());
+            }
+            if !self.data.published_after(l.seq).await? {
+                if !self.refresh.is_zero() {
+                    self.mark_checked(l.seq);
+                }
+                return Ok(l.snapshot.clone());
+            }
         }
-        let s = Arc::new(Snapshot::load(&self.data, &version)?);
-        *loaded = Some(s.clone());
-        Ok(s)
+        let _one = self.loading.lock().await;
+        let head = self.data.require_head().await?;
+        let current = self.loaded.lock().expect("snapshot lock").clone();
+        let snapshot = match current {
+            Some(l) if l.seq == head.seq => l.snapshot,
+            _ => Arc::new(Snapshot::load(&self.data, head.manifest).await?),
+        };
+        *self.loaded.lock().expect("snapshot lock") = Some(Loaded {
+            seq: head.seq,
+            snapshot: snapshot.clone(),
+            checked: Instant::now(),
+        });
+        Ok(snapshot)
+    }
+
+    fn mark_checked(&self, seq: u64) {
+        if let Some(l) = self
+            .loaded
+            .lock()
+            .expect("snapshot lock")
+            .as_mut()
+            .filter(|l| l.seq == seq)
+        {
+            l.checked = Instant::now();
+        }
     }
 
     /// Answers one chart for one team (by id, from the caller's credential).

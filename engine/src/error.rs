@@ -1,7 +1,5 @@
 //! The engine's error type.
 
-use std::path::PathBuf;
-
 /// Everything that can go wrong inside the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -10,10 +8,23 @@ pub enum Error {
     InvalidParameter { parameter: String, message: String },
     /// The data directory has no current snapshot yet.
     #[error("no snapshot in {0}: run `ocs-dash etl` or `ocs-dash demo` first")]
-    NoSnapshot(PathBuf),
+    NoSnapshot(String),
     /// A snapshot's manifest is missing or unreadable.
     #[error("snapshot {version} is incomplete or damaged: {reason}")]
     BadSnapshot { version: String, reason: String },
+    /// `--data` names no usable place (bad URL, unknown scheme, bad S3 settings).
+    #[error("cannot use the data directory {0}")]
+    Location(String),
+    /// The object store (or local disk) refused or failed a request.
+    #[error("{context}: {source}")]
+    Storage {
+        context: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// Another writer published a snapshot while this one was being built.
+    #[error("{0}")]
+    Conflict(String),
     /// Filesystem trouble in the data directory.
     #[error("{context}: {source}")]
     Io {

@@ -5,7 +5,8 @@
 //! effective platforms, turns with their session's chatbot and participant).
 //! [`snapshot`] defines its tables and columns (the contract between the ETL,
 //! which writes them, and everything that reads them) and the versioned data
-//! directory whose `CURRENT` pointer is flipped atomically.
+//! directory; [`storage`] keeps the versions on a local disk or in an object
+//! store and publishes each one atomically.
 
 pub mod backend;
 #[cfg(feature = "ballista")]
@@ -18,6 +19,7 @@ pub mod filters;
 pub mod scope;
 pub mod snapshot;
 pub mod sql;
+pub mod storage;
 
 pub use backend::Backend;
 pub use engine::{CacheConfig, CacheCounts, ChartResponse, Engine, Snapshot, Team};

@@ -7,19 +7,17 @@
 //! with DataFusion's expression API from parsed, typed values; nothing from a
 //! request is spliced into SQL text.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::{Expr, col, lit, when};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::Result;
 use crate::filters::Filters;
-use crate::snapshot::{TEAM_COLUMN, TableDef, table};
+use crate::snapshot::{TableDef, VersionDir, register_object_store, table};
 
 /// The team-scoped tables charts read.
 pub const TEAM_TABLES: &[&str] = &[
@@ -51,21 +49,17 @@ pub fn session(runtime: &Arc<RuntimeEnv>) -> SessionContext {
     SessionContext::new_with_config_rt(engine_config(), runtime.clone())
 }
 
-/// Registers one team's folder of a table in `ctx` (an empty table when
-/// the team has no rows in it).
-pub fn register_team_table(ctx: &SessionContext, version_dir: &Path, team_id: i64, def: &TableDef) -> Result<()> {
-    let folder = version_dir.join(def.name).join(format!("{TEAM_COLUMN}={team_id}"));
-    let provider: Arc<dyn datafusion::catalog::TableProvider> = if folder.is_dir() {
-        let url = ListingTableUrl::parse(format!("{}/", folder.display()))?;
-        let opts = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let config = ListingTableConfig::new(url)
-            .with_listing_options(opts)
-            .with_schema(def.schema.clone());
-        Arc::new(ListingTable::try_new(config)?)
-    } else {
-        Arc::new(MemTable::try_new(def.schema.clone(), vec![vec![]])?)
-    };
-    ctx.register_table(def.name, provider)?;
+/// Registers one team's folder of a table of `version` in `ctx`, with the
+/// data directory's object store (a team with no rows in the table gets an
+/// empty folder: an empty table). Usable on any context, local or
+/// distributed.
+pub fn register_team_table(ctx: &SessionContext, version: &VersionDir, team_id: i64, def: &TableDef) -> Result<()> {
+    register_object_store(ctx, version.data());
+    let opts = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new(version.team_url(def.name, team_id)?)
+        .with_listing_options(opts)
+        .with_schema(def.schema.clone());
+    ctx.register_table(def.name, Arc::new(ListingTable::try_new(config)?))?;
     Ok(())
 }
 
@@ -81,19 +75,19 @@ pub enum Activity {
 }
 
 /// Fills `ctx` (a fresh context, see [`session`]) with `team_id`'s tables
-/// from `version_dir` and the filtered views `f_chatbots`, `f_sessions`, `f_message_tags`,
+/// of `version` and the filtered views `f_chatbots`, `f_sessions`, `f_message_tags`,
 /// `f_session_tags`, and `f_activity`: turn activity with columns
 /// `session_id, chatbot_id, participant_id, platform, created_at, human, ai,
 /// last_human_at, session_length_us`, one row per turn or per slot depending on `activity`.
 pub async fn team_scope(
     ctx: SessionContext,
-    version_dir: &Path,
+    version: &VersionDir,
     team_id: i64,
     filters: &Filters,
     activity: Activity,
 ) -> Result<SessionContext> {
     for name in TEAM_TABLES {
-        register_team_table(&ctx, version_dir, team_id, table(name).expect("known table"))?;
+        register_team_table(&ctx, version, team_id, table(name).expect("known table"))?;
     }
     let bots = if filters.experiments.is_empty() {
         lit(true)

@@ -1,41 +1,36 @@
-//! The snapshot format: tables, columns, the versioned data directory.
+//! The snapshot format: tables, columns, manifests; and their registration
+//! in DataFusion. Where versions live and how one becomes current is
+//! [`crate::storage`] (a local folder or an object store, one code path).
 //!
 //! ```text
-//! DATA/
-//!   CURRENT                         name of the current version (flipped by rename)
+//! DATA/                                   a folder, or s3://bucket/prefix
+//!   manifests/<seq>.json                  the publication log: seq n names version n's manifest
 //!   snapshots/<version>/
-//!     manifest.json                 written last: a version without it is incomplete
 //!     teams/part-0.parquet
 //!     <table>/team_id=<id>/part-<n>.parquet   one folder per team (hive style)
 //!     _other_messages/part-0.parquet          raw rows kept only for incremental ETL
 //! ```
 //!
 //! Versions are named `YYYYMMDDTHHMMSS.ffffffZ-<suffix>` so they sort by
-//! creation time. The ETL writes a new version beside the current one, fsyncs
-//! it, and only then replaces `CURRENT` (write a temporary file, fsync,
-//! rename, fsync the folder). A reader resolves `CURRENT` once per query
-//! and so never sees half a snapshot; an ETL killed at any moment leaves the
-//! previous version current and complete.
+//! creation time. A writer puts every file of a new version first and
+//! publishes it last, by creating the next manifest of the log with a
+//! create-if-absent put; readers resolve the newest manifest. A version
+//! without a manifest in the log is not a snapshot yet (or any more), so an
+//! ETL killed at any moment leaves the previous version current and whole.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Utc};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+pub use crate::storage::{DataDir, Published, VersionDir, register_object_store};
 
-/// Name of the pointer file inside the data directory.
-pub const CURRENT_FILE: &str = "CURRENT";
-/// Name of the manifest inside a version folder.
-pub const MANIFEST_FILE: &str = "manifest.json";
 /// The hive partition column of every team-partitioned table.
 pub const TEAM_COLUMN: &str = "team_id";
 
@@ -294,180 +289,16 @@ fn first_format() -> u32 {
     1
 }
 
-/// A data directory holding snapshot versions and the `CURRENT` pointer.
-#[derive(Debug, Clone)]
-pub struct DataDir {
-    root: PathBuf,
-}
-
-impl DataDir {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        DataDir { root: root.into() }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn snapshots(&self) -> PathBuf {
-        self.root.join("snapshots")
-    }
-
-    /// The folder of one version.
-    pub fn version_dir(&self, version: &str) -> PathBuf {
-        self.snapshots().join(version)
-    }
-
-    /// A fresh, sortable version name.
-    pub fn new_version_name(now: DateTime<Utc>) -> String {
-        format!("{}-{:08x}", now.format("%Y%m%dT%H%M%S%.6fZ"), rand_suffix())
-    }
-
-    /// The current version, if any snapshot was ever published.
-    pub fn current(&self) -> Result<Option<String>> {
-        let path = self.root.join(CURRENT_FILE);
-        match fs::read_to_string(&path) {
-            Ok(s) => Ok(Some(s.trim().to_string())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
-        }
-    }
-
-    /// The current version, or [`Error::NoSnapshot`].
-    pub fn require_current(&self) -> Result<String> {
-        self.current()?.ok_or_else(|| Error::NoSnapshot(self.root.clone()))
-    }
-
-    /// Reads a version's manifest.
-    pub fn manifest(&self, version: &str) -> Result<Manifest> {
-        let path = self.version_dir(version).join(MANIFEST_FILE);
-        let text = fs::read_to_string(&path).map_err(|e| Error::BadSnapshot {
-            version: version.to_string(),
-            reason: format!("{}: {e}", path.display()),
-        })?;
-        Ok(serde_json::from_str(&text)?)
-    }
-
-    /// Writes the manifest (the last file of a version), then fsyncs every
-    /// file and folder of the version so that publishing it can't expose
-    /// data still in the page cache only.
-    pub fn seal(&self, manifest: &Manifest) -> Result<()> {
-        let dir = self.version_dir(&manifest.version);
-        let text = serde_json::to_vec_pretty(manifest)?;
-        write_durably(&dir.join(MANIFEST_FILE), &text)?;
-        fsync_tree(&dir)?;
-        fsync_dir(&self.snapshots())
-    }
-
-    /// Makes `version` current: temp file, fsync, rename, fsync the folder.
-    /// The version must be sealed.
-    pub fn publish(&self, version: &str) -> Result<()> {
-        self.manifest(version)?;
-        let tmp = self.root.join(format!("{CURRENT_FILE}.tmp"));
-        write_durably(&tmp, format!("{version}\n").as_bytes())?;
-        let dst = self.root.join(CURRENT_FILE);
-        fs::rename(&tmp, &dst).map_err(|e| Error::io(format!("renaming {}", tmp.display()), e))?;
-        fsync_dir(&self.root)
-    }
-
-    /// All version folders, oldest first (complete or not).
-    pub fn versions(&self) -> Result<Vec<String>> {
-        let dir = self.snapshots();
-        let mut out = Vec::new();
-        match fs::read_dir(&dir) {
-            Ok(entries) => {
-                for entry in entries {
-                    let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-                    if entry.path().is_dir() {
-                        out.push(entry.file_name().to_string_lossy().into_owned());
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
-        }
-        out.sort();
-        Ok(out)
-    }
-
-    /// Deletes old versions, keeping the current one and the `keep` newest
-    /// complete versions. Incomplete versions older than the current one are
-    /// leftovers of a killed ETL and go too; newer incomplete ones may belong
-    /// to an ETL still running and are left alone. Returns what was removed.
-    pub fn prune(&self, keep: usize) -> Result<Vec<String>> {
-        let current = self.current()?;
-        let versions = self.versions()?;
-        let complete: Vec<&String> = versions
-            .iter()
-            .filter(|v| self.version_dir(v).join(MANIFEST_FILE).exists())
-            .collect();
-        let kept: Vec<&String> = complete.iter().rev().take(keep).copied().collect();
-        let mut removed = Vec::new();
-        for v in &versions {
-            let is_current = current.as_deref() == Some(v.as_str());
-            let is_complete = complete.contains(&v);
-            let newer_than_current = current.as_deref().is_some_and(|c| v.as_str() > c);
-            let drop = !is_current
-                && if is_complete {
-                    !kept.contains(&v)
-                } else {
-                    !newer_than_current
-                };
-            if drop {
-                let dir = self.version_dir(v);
-                fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("removing {}", dir.display()), e))?;
-                removed.push(v.clone());
-            }
-        }
-        Ok(removed)
-    }
-}
-
-fn rand_suffix() -> u32 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::process::id()) as u32
-}
-
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
-    let ctx = || format!("writing {}", path.display());
-    let mut f = fs::File::create(path).map_err(|e| Error::io(ctx(), e))?;
-    f.write_all(bytes).map_err(|e| Error::io(ctx(), e))?;
-    f.sync_all().map_err(|e| Error::io(ctx(), e))
-}
-
-fn fsync_dir(path: &Path) -> Result<()> {
-    fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(format!("syncing {}", path.display()), e))
-}
-
-fn fsync_tree(path: &Path) -> Result<()> {
-    let entries = fs::read_dir(path).map_err(|e| Error::io(format!("listing {}", path.display()), e))?;
-    for entry in entries {
-        let p = entry
-            .map_err(|e| Error::io(format!("listing {}", path.display()), e))?
-            .path();
-        if p.is_dir() {
-            fsync_tree(&p)?;
-        } else {
-            fs::File::open(&p)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| Error::io(format!("syncing {}", p.display()), e))?;
-        }
-    }
-    fsync_dir(path)
-}
-
-/// Registers one snapshot table stored under `root` (its folder) in `ctx`
-/// as `alias`. A partitioned table gets its `team_id` column from the
-/// `team_id=<id>` folder names.
-pub fn register_table(ctx: &SessionContext, alias: &str, root: &Path, def: &TableDef) -> Result<()> {
-    let url = ListingTableUrl::parse(format!("{}/", root.display()))?;
+/// Registers one table of a version (all teams) in `ctx` as `alias`, with
+/// the data directory's object store. A partitioned table gets its
+/// `team_id` column from the `team_id=<id>` folder names.
+pub fn register_table(ctx: &SessionContext, alias: &str, version: &VersionDir, def: &TableDef) -> Result<()> {
+    register_object_store(ctx, version.data());
     let mut opts = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     if def.partitioned {
         opts = opts.with_table_partition_cols(vec![(TEAM_COLUMN.to_string(), DataType::Int64)]);
     }
-    let config = ListingTableConfig::new(url)
+    let config = ListingTableConfig::new(version.table_url(def.name)?)
         .with_listing_options(opts)
         .with_schema(def.schema.clone());
     ctx.register_table(alias, Arc::new(ListingTable::try_new(config)?))?;
@@ -478,9 +309,9 @@ pub fn register_table(ctx: &SessionContext, alias: &str, root: &Path, def: &Tabl
 /// name prefixed by `prefix`. For the ETL's own reads and for
 /// whole-snapshot comparisons; team-scoped readers see one team's folders.
 pub fn register_all(ctx: &SessionContext, dir: &DataDir, version: &str, prefix: &str) -> Result<()> {
+    let version = dir.version_dir(version);
     for def in TABLES.iter() {
-        let root = dir.version_dir(version).join(def.name);
-        register_table(ctx, &format!("{prefix}{}", def.name), &root, def)?;
+        register_table(ctx, &format!("{prefix}{}", def.name), &version, def)?;
     }
     Ok(())
 }

@@ -59,14 +59,14 @@ pub async fn adhoc_context_on(backend: &Backend, snapshot: &Snapshot, team: Opti
             for name in TEAM_TABLES {
                 register_team_table(&ctx, &snapshot.dir, id, table(name).expect("known table"))?;
             }
-            register_table(&ctx, "all_teams", &snapshot.dir.join("teams"), teams_def)?;
+            register_table(&ctx, "all_teams", &snapshot.dir, teams_def)?;
             let own = ctx.table("all_teams").await?.filter(col("team_id").eq(lit(id)))?;
             ctx.register_table("teams", own.into_view())?;
             ctx.deregister_table("all_teams")?;
         }
         None => {
             for def in TABLES.iter().filter(|d| !d.internal) {
-                register_table(&ctx, def.name, &snapshot.dir.join(def.name), def)?;
+                register_table(&ctx, def.name, &snapshot.dir, def)?;
             }
         }
     }

@@ -22,7 +22,7 @@ pub enum Error {
     DataDir {
         path: String,
         #[source]
-        source: std::io::Error,
+        source: ocs_dash_engine::Error,
     },
     /// A Postgres error while exporting or loading.
     #[error("database error: {0}")]

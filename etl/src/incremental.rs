@@ -45,8 +45,8 @@ use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext, col, lit};
 use ocs_dash_engine::snapshot::{
-    DataDir, Manifest, MessageWatermark, RollupCoverage, TABLES, TEAM_COLUMN, TableDef, register_all, table,
-    timestamp_type,
+    DataDir, Manifest, MessageWatermark, RollupCoverage, TABLES, TEAM_COLUMN, TableDef, VersionDir, register_all,
+    table, timestamp_type,
 };
 
 use crate::error::{Error, Result};
@@ -99,7 +99,12 @@ pub async fn prepare(
     if prev.rollup != Some(RollupCoverage { from: None, to: None }) {
         return Ok(Err("the previous snapshot's rollup does not cover every day".into()));
     }
-    let prev_dir = dir.version_dir(&prev.version);
+    // Unchanged files are hard-linked beside the new ones: a local disk only.
+    let Some(prev_dir) = dir.version_dir(&prev.version).local_path() else {
+        return Ok(Err(
+            "the data directory is an object store, where a run rewrites every table".into(),
+        ));
+    };
     for def in TABLES.iter() {
         if let Err(why) = chunk_files(def, &prev_dir) {
             return Ok(Err(why));
@@ -203,10 +208,13 @@ pub async fn prepare(
     }))
 }
 
-/// Builds the new version under `vdir` from the plan and the new messages
-/// registered as `new_chat_chatmessage`. Returns what was written and the
-/// new message watermark.
-pub async fn run(ctx: &SessionContext, plan: &Plan, vdir: &Path) -> Result<(Transformed, MessageWatermark)> {
+/// Builds the new version `version` (of a local data directory, see
+/// [`prepare`]) from the plan and the new messages registered as
+/// `new_chat_chatmessage`. Returns what was written and the new message
+/// watermark.
+pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Result<(Transformed, MessageWatermark)> {
+    let vpath = local(version);
+    let vdir = vpath.as_path();
     let def = |name| table(name).expect("snapshot table");
     let step = Step::new();
     // The messages derived again: kept messages of changed chats, and new ones.
@@ -229,11 +237,11 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, vdir: &Path) -> Result<(Tran
     if count(ctx, &changed).await? == 0 {
         link_except(teams, &plan.prev_dir, vdir, &BTreeSet::new())?;
     } else {
-        write_table(ctx.table("snap_teams").await?, teams, vdir).await?;
+        write_table(ctx.table("snap_teams").await?, teams, version).await?;
     }
     for name in ["chatbots", "participants", "tags"] {
         let changed = changed_chunks(ctx, def(name)).await?;
-        write_changed(ctx, def(name), &changed, &plan.prev_dir, vdir).await?;
+        write_changed(ctx, def(name), &changed, &plan.prev_dir, version).await?;
     }
     let changed = chunk_set(
         ctx,
@@ -241,7 +249,7 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, vdir: &Path) -> Result<(Tran
          UNION SELECT p_team, date_trunc('month', p_created) FROM sessions_diff WHERE p_team IS NOT NULL",
     )
     .await?;
-    write_changed(ctx, def("sessions"), &changed, &plan.prev_dir, vdir).await?;
+    write_changed(ctx, def("sessions"), &changed, &plan.prev_dir, version).await?;
     step.log("small tables");
 
     // Turns and their rollup, month by month.
@@ -263,9 +271,9 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, vdir: &Path) -> Result<(Tran
         ),
     )
     .await?;
-    write_chunks(ctx.table("snap_turns").await?, turns, &a_turns, &plan.prev_dir, vdir).await?;
+    write_chunks(ctx.table("snap_turns").await?, turns, &a_turns, &plan.prev_dir, version).await?;
     let slots = ctx.sql(transform::TURN_SLOTS_SQL).await?;
-    write_chunks(slots, def("turn_slots"), &a_turns, &plan.prev_dir, vdir).await?;
+    write_chunks(slots, def("turn_slots"), &a_turns, &plan.prev_dir, version).await?;
     step.log(&format!("turns: {} team-months rewritten", a_turns.len()));
 
     // Message tags: months whose turns changed, lost a tag, or gained one.
@@ -290,12 +298,12 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, vdir: &Path) -> Result<(Tran
     a_tags.extend(a_turns.iter().copied());
     register_chunks(ctx, "snap_turns", turns, vdir, &a_tags).await?;
     let tags = ctx.sql(transform::MESSAGE_TAGS_SQL).await?;
-    write_chunks(tags, def("message_tags"), &a_tags, &plan.prev_dir, vdir).await?;
+    write_chunks(tags, def("message_tags"), &a_tags, &plan.prev_dir, version).await?;
     step.log(&format!("message tags: {} team-months rewritten", a_tags.len()));
 
     materialize(ctx, "snap_session_tags", transform::SESSION_TAGS_SQL).await?;
     let changed = changed_chunks(ctx, def("session_tags")).await?;
-    write_changed(ctx, def("session_tags"), &changed, &plan.prev_dir, vdir).await?;
+    write_changed(ctx, def("session_tags"), &changed, &plan.prev_dir, version).await?;
     let other = def("_other_messages");
     if count(
         ctx,
@@ -312,7 +320,7 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, vdir: &Path) -> Result<(Tran
                  UNION ALL SELECT message_id, chat_id, message_type, created_at FROM d_other",
             )
             .await?;
-        write_table(rows, other, vdir).await?;
+        write_table(rows, other, version).await?;
     }
     step.log("session tags and other messages");
 
@@ -553,10 +561,10 @@ async fn write_chunks(
     def: &TableDef,
     chunks: &BTreeSet<Chunk>,
     prev_dir: &Path,
-    vdir: &Path,
+    version: &VersionDir,
 ) -> Result<()> {
-    write_table(df, def, vdir).await?;
-    link_except(def, prev_dir, vdir, chunks)
+    write_table(df, def, version).await?;
+    link_except(def, prev_dir, &local(version), chunks)
 }
 
 /// The rows in which `snap_<table>` and `prev_<table>` differ (with
@@ -598,7 +606,7 @@ async fn write_changed(
     def: &TableDef,
     changed: &BTreeSet<Chunk>,
     prev_dir: &Path,
-    vdir: &Path,
+    version: &VersionDir,
 ) -> Result<()> {
     let name = def.name;
     let ts = |v: i64| lit(ScalarValue::TimestampMicrosecond(Some(v), Some("UTC".into())));
@@ -613,12 +621,20 @@ async fn write_changed(
         keep = keep.or(this);
     }
     let df = ctx.table(format!("snap_{name}")).await?.filter(keep)?;
-    write_table(df, def, vdir).await?;
-    link_except(def, prev_dir, vdir, changed)
+    write_table(df, def, version).await?;
+    link_except(def, prev_dir, &local(version), changed)
+}
+
+/// The folder of a version of a local data directory.
+fn local(version: &VersionDir) -> PathBuf {
+    version
+        .local_path()
+        .expect("incremental plans exist for local data directories only")
 }
 
 /// Hard-links every file of a table in the previous version into the new
 /// one, except the files of `skip`.
+
 fn link_except(def: &TableDef, prev_dir: &Path, vdir: &Path, skip: &BTreeSet<Chunk>) -> Result<()> {
     let files = chunk_files(def, prev_dir).map_err(Error::PrevSnapshot)?;
     for (chunk, paths) in files {

@@ -27,14 +27,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::prelude::SessionContext;
-use ocs_dash_engine::snapshot::{DataDir, Manifest, MessageWatermark};
+use ocs_dash_engine::snapshot::{DataDir, Manifest, MessageWatermark, Published};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -53,7 +52,8 @@ pub const DEFAULT_KEEP: usize = 3;
 #[derive(Debug, Clone)]
 pub struct EtlOptions {
     pub database_url: String,
-    pub data_dir: PathBuf,
+    /// Where snapshots go: a local folder or an object store.
+    pub data: DataDir,
     /// Re-read everything instead of only what changed.
     pub full: bool,
     /// Complete versions kept by pruning.
@@ -119,15 +119,11 @@ impl fmt::Display for Summary {
 
 /// Makes sure the data directory exists and can be written, before any
 /// export starts.
-pub fn prepare_data_dir(dir: &DataDir) -> Result<()> {
-    let fail = |source| Error::DataDir {
-        path: dir.root().display().to_string(),
+pub async fn prepare_data_dir(dir: &DataDir) -> Result<()> {
+    dir.check_writable().await.map_err(|source| Error::DataDir {
+        path: dir.location().to_string(),
         source,
-    };
-    std::fs::create_dir_all(dir.root().join("snapshots")).map_err(fail)?;
-    let probe = dir.root().join(".write-probe");
-    std::fs::write(&probe, b"ok").map_err(fail)?;
-    std::fs::remove_file(&probe).map_err(fail)
+    })
 }
 
 /// Exports OCS Postgres into a new snapshot and makes it current.
@@ -135,12 +131,13 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
     let started = Instant::now();
     let mut conn = postgres::connect(&opts.database_url).await?;
     let info = postgres::inspect(&mut conn).await?;
-    let dir = DataDir::new(&opts.data_dir);
-    prepare_data_dir(&dir)?;
+    let dir = &opts.data;
+    prepare_data_dir(dir).await?;
+    let head = dir.head().await?;
     let previous = if opts.full {
         None
     } else {
-        previous_postgres_manifest(&dir)?
+        previous_postgres_manifest(head.as_ref())
     };
 
     sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -149,7 +146,7 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
     let as_of: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&mut conn).await?;
     let version = DataDir::new_version_name(Utc::now());
     let vdir = dir.version_dir(&version);
-    let mut stage = Stage::create(vdir.join("_staging"))?;
+    let mut stage = Stage::create(dir.staging_dir(&version))?;
     let ctx = transform::etl_context()?;
     let mut source_rows = BTreeMap::new();
     let mut infinite = 0;
@@ -167,7 +164,7 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
     let mut plan = None;
     if let Some(prev) = &previous {
         progress.step("comparing with the previous snapshot");
-        match incremental::prepare(&ctx, &dir, prev).await? {
+        match incremental::prepare(&ctx, dir, prev).await? {
             Ok(p) => {
                 let kept = p.kept()?;
                 let pg = postgres::message_fingerprint(&mut conn, p.watermark()).await?;
@@ -207,7 +204,7 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
             progress.step("writing snapshot");
             let (out, watermark) = incremental::run(&ctx, plan, &vdir).await?;
             stage.remove()?;
-            seal_and_publish(&ctx, &dir, meta, out, watermark, progress).await?
+            seal_and_publish(&ctx, dir, head.map(|h| h.seq), meta, out, watermark, progress).await?
         }
         None => {
             // A fresh context: nothing of the comparison stays registered.
@@ -215,11 +212,11 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
             for table in SOURCES.iter() {
                 stage.register(&ctx, table, table.name).await?;
             }
-            finish_snapshot(&ctx, &dir, stage, meta, progress).await?
+            finish_snapshot(&ctx, dir, head.map(|h| h.seq), stage, meta, progress).await?
         }
     };
     let mode = manifest.mode.clone();
-    let pruned = dir.prune(opts.keep)?;
+    let pruned = dir.prune(opts.keep).await?;
     Ok(Summary {
         version,
         mode,
@@ -235,11 +232,10 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
 
 /// The last snapshot this data directory got from Postgres, if an
 /// incremental run can build on it.
-fn previous_postgres_manifest(dir: &DataDir) -> Result<Option<Manifest>> {
-    let Some(current) = dir.current()? else { return Ok(None) };
-    let m = dir.manifest(&current)?;
+fn previous_postgres_manifest(head: Option<&Published>) -> Option<Manifest> {
     // An older layout is rewritten in full.
-    Ok((m.source == "postgres" && m.format == ocs_dash_engine::snapshot::FORMAT).then_some(m))
+    head.map(|h| h.manifest.clone())
+        .filter(|m| m.source == "postgres" && m.format == ocs_dash_engine::snapshot::FORMAT)
 }
 
 /// Highest id, count and decimal id sum of a registered message table.
@@ -272,6 +268,7 @@ struct Meta {
 async fn finish_snapshot(
     ctx: &SessionContext,
     dir: &DataDir,
+    base: Option<u64>,
     stage: Stage,
     meta: Meta,
     progress: &mut Progress,
@@ -281,13 +278,15 @@ async fn finish_snapshot(
     progress.step("writing snapshot");
     let out = transform::run(ctx, &vdir).await?;
     stage.remove()?;
-    seal_and_publish(ctx, dir, meta, out, watermark, progress).await
+    seal_and_publish(ctx, dir, base, meta, out, watermark, progress).await
 }
 
 /// Writes the manifest of a fully written version and makes it current.
+/// Publishes as the successor of log entry `base` (the head the run built on).
 async fn seal_and_publish(
     ctx: &SessionContext,
     dir: &DataDir,
+    base: Option<u64>,
     meta: Meta,
     out: transform::Transformed,
     watermark: MessageWatermark,
@@ -314,8 +313,7 @@ async fn seal_and_publish(
         teams,
         rollup: Some(ocs_dash_engine::snapshot::RollupCoverage { from: None, to: None }),
     };
-    dir.seal(&manifest)?;
-    dir.publish(&meta.version)?;
+    dir.publish(&manifest, base).await?;
     progress.finish();
     Ok(manifest)
 }
@@ -337,17 +335,17 @@ async fn team_ids(ctx: &SessionContext) -> Result<Vec<i64>> {
 /// Builds a new current snapshot from source rows held in memory (a
 /// fixture, see [`crate::fixture`]), through the same transform as the ETL.
 pub async fn snapshot_from_batches(
-    data_dir: &Path,
+    dir: &DataDir,
     batches: Vec<(
         &'static crate::source::SourceTable,
         datafusion::arrow::array::RecordBatch,
     )>,
     as_of: DateTime<Utc>,
 ) -> Result<Manifest> {
-    let dir = DataDir::new(data_dir);
-    prepare_data_dir(&dir)?;
+    prepare_data_dir(dir).await?;
+    let base = dir.head().await?.map(|h| h.seq);
     let version = DataDir::new_version_name(Utc::now());
-    let mut stage = Stage::create(dir.version_dir(&version).join("_staging"))?;
+    let mut stage = Stage::create(dir.staging_dir(&version))?;
     for (table, batch) in &batches {
         stage.write(table, batch)?;
     }
@@ -358,7 +356,8 @@ pub async fn snapshot_from_batches(
     }
     finish_snapshot(
         &ctx,
-        &dir,
+        dir,
+        base,
         stage,
         Meta {
             version,
@@ -376,11 +375,11 @@ pub async fn snapshot_from_batches(
 
 /// Generates a synthetic OCS straight into a new current snapshot, without
 /// Postgres (`ocs-dash demo`), through the same transform as the ETL.
-pub async fn generate_snapshot(data_dir: &Path, opts: &GenOptions, progress: &mut Progress) -> Result<Manifest> {
-    let dir = DataDir::new(data_dir);
-    prepare_data_dir(&dir)?;
+pub async fn generate_snapshot(dir: &DataDir, opts: &GenOptions, progress: &mut Progress) -> Result<Manifest> {
+    prepare_data_dir(dir).await?;
+    let base = dir.head().await?.map(|h| h.seq);
     let version = DataDir::new_version_name(Utc::now());
-    let mut stage = Stage::create(dir.version_dir(&version).join("_staging"))?;
+    let mut stage = Stage::create(dir.staging_dir(&version))?;
     progress.step("generating");
     let summary = generate::generate(opts, &mut stage).await?;
     stage.finish()?;
@@ -390,7 +389,8 @@ pub async fn generate_snapshot(data_dir: &Path, opts: &GenOptions, progress: &mu
     }
     let manifest = finish_snapshot(
         &ctx,
-        &dir,
+        dir,
+        base,
         stage,
         Meta {
             version,
@@ -404,6 +404,6 @@ pub async fn generate_snapshot(data_dir: &Path, opts: &GenOptions, progress: &mu
         progress,
     )
     .await?;
-    dir.prune(DEFAULT_KEEP)?;
+    dir.prune(DEFAULT_KEEP).await?;
     Ok(manifest)
 }

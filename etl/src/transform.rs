@@ -11,7 +11,6 @@
 //! generated snapshot and an exported one can't drift apart.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
@@ -20,7 +19,7 @@ use std::sync::Arc;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use ocs_dash_engine::snapshot::{self, register_table};
+use ocs_dash_engine::snapshot::{self, VersionDir, register_table};
 
 use crate::error::Result;
 
@@ -95,8 +94,8 @@ pub async fn create_view(ctx: &SessionContext, name: &str, sql: &str) -> Result<
 }
 
 /// Runs the transform: source tables registered in `ctx` → the snapshot
-/// tables written under `version_dir`.
-pub async fn run(ctx: &SessionContext, version_dir: &Path) -> Result<Transformed> {
+/// tables written into `version`.
+pub async fn run(ctx: &SessionContext, version: &VersionDir) -> Result<Transformed> {
     let mut out = Transformed::default();
     create_view(ctx, "message_items", MESSAGE_ITEMS_SQL).await?;
     create_view(ctx, "message_ids", "SELECT id FROM chat_chatmessage").await?;
@@ -104,14 +103,14 @@ pub async fn run(ctx: &SessionContext, version_dir: &Path) -> Result<Transformed
         let def = snapshot::table(name).expect("every step is a snapshot table");
         let started = std::time::Instant::now();
         let df = ctx.sql(sql).await?;
-        let rows = crate::write::write_table(df, def, version_dir).await?;
+        let rows = crate::write::write_table(df, def, version).await?;
         tracing::info!(
             table = name,
             rows,
             ms = started.elapsed().as_millis() as u64,
             "wrote snapshot table"
         );
-        register_table(ctx, &format!("snap_{name}"), &version_dir.join(name), def)?;
+        register_table(ctx, &format!("snap_{name}"), version, def)?;
         out.tables.insert(name.to_string(), rows);
     }
     for sql in [MESSAGE_ANOMALIES_SQL, ANOMALIES_SQL] {

@@ -1,7 +1,8 @@
 //! Writing snapshot tables: sorted, split by team (and by month for the
-//! tables sorted by time), zstd Parquet with page statistics.
+//! tables sorted by time), zstd Parquet with page statistics, into a version
+//! of a data directory (a local folder or an object store: buffered,
+//! multipart uploads through `object_store`).
 
-use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,13 +11,14 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimestampMicrosecondType};
 use datafusion::prelude::{DataFrame, col};
 use futures::StreamExt;
-use ocs_dash_engine::snapshot::{TEAM_COLUMN, TableDef};
-use parquet::arrow::ArrowWriter;
+use object_store::buffered::BufWriter;
+use ocs_dash_engine::snapshot::{TEAM_COLUMN, TableDef, VersionDir};
+use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Rows per row group: small enough that a 30-day window over a year of
 /// data skips most groups, large enough to keep per-group overhead low.
@@ -151,7 +153,7 @@ struct TeamFile {
     chunk: Chunk,
     part: usize,
     rows: usize,
-    writer: ArrowWriter<File>,
+    writer: AsyncArrowWriter<BufWriter>,
 }
 
 /// The folder of a team's files (or the table's, if unpartitioned).
@@ -166,9 +168,7 @@ pub fn chunk_dir(table_dir: &Path, team: Option<i64>) -> PathBuf {
 /// its row count. `df` yields the table's columns, preceded by `team_id` for
 /// partitioned tables. Chunks (see [`chunk_column`]) with no rows in `df`
 /// get no file.
-pub async fn write_table(df: DataFrame, def: &TableDef, version_dir: &Path) -> Result<u64> {
-    let root = version_dir.join(def.name);
-    fs::create_dir_all(&root).map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
+pub async fn write_table(df: DataFrame, def: &TableDef, version: &VersionDir) -> Result<u64> {
     let mut order: Vec<_> = def.sort_by.iter().map(|c| col(*c).sort(true, false)).collect();
     if def.partitioned {
         order.insert(0, col(TEAM_COLUMN).sort(true, false));
@@ -180,15 +180,15 @@ pub async fn write_table(df: DataFrame, def: &TableDef, version_dir: &Path) -> R
     let mut current: Option<TeamFile> = None;
     let mut total = 0u64;
     let open = |chunk: Chunk, part: usize| -> Result<TeamFile> {
-        let dir = chunk_dir(&root, chunk.team);
-        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let name = match chunk.month {
             Some(m) => format!("part-{m}-{part}.parquet"),
             None => format!("part-{part}.parquet"),
         };
-        let path: PathBuf = dir.join(name);
-        let file = File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-        let writer = ArrowWriter::try_new(file, def.schema.clone(), Some(props.clone()))?;
+        let sink = BufWriter::new(
+            version.data().store().clone(),
+            version.path(def.name, chunk.team, &name),
+        );
+        let writer = AsyncArrowWriter::try_new(sink, def.schema.clone(), Some(props.clone()))?;
         Ok(TeamFile {
             chunk,
             part,
@@ -205,20 +205,20 @@ pub async fn write_table(df: DataFrame, def: &TableDef, version_dir: &Path) -> R
                 Some(f) if f.chunk == chunk && f.rows < FILE_ROWS => f,
                 Some(f) => {
                     let part = if f.chunk == chunk { f.part + 1 } else { 0 };
-                    f.writer.close()?;
+                    f.writer.close().await?;
                     open(chunk, part)?
                 }
                 None => open(chunk, 0)?,
             };
             let mut f = next;
             f.rows += piece.num_rows();
-            f.writer.write(&piece)?;
+            f.writer.write(&piece).await?;
             current = Some(f);
         }
     }
     match current {
         Some(f) => {
-            f.writer.close()?;
+            f.writer.close().await?;
         }
         None if !def.partitioned => {
             // An empty unpartitioned table still gets its (empty) file.
@@ -230,7 +230,8 @@ pub async fn write_table(df: DataFrame, def: &TableDef, version_dir: &Path) -> R
                 0,
             )?
             .writer
-            .close()?;
+            .close()
+            .await?;
         }
         None => {}
     }

@@ -46,7 +46,7 @@ pub fn snapshot_dir() -> &'static Path {
                     end: data_end(),
                     session_platform: true,
                 };
-                ocs_dash_etl::run::generate_snapshot(&path, &opts, &mut Progress::hidden())
+                ocs_dash_etl::run::generate_snapshot(&DataDir::new(&path), &opts, &mut Progress::hidden())
                     .await
                     .unwrap();
             });
@@ -135,7 +135,7 @@ impl Fixture {
     pub async fn with_cache(backend: Backend, tag: &str, cache: CacheConfig) -> Fixture {
         let data = snapshot_dir();
         let engine = Arc::new(Engine::new(DataDir::new(data), cache));
-        let snapshot = engine.snapshot().unwrap();
+        let snapshot = engine.snapshot().await.unwrap();
         let (team_a, team_b) = (snapshot.teams[0].clone(), snapshot.teams[1].clone());
         let store = TestStore::new(backend, tag).await;
         let alice = auth::create_key(&store.store, &team_a, "alice").await.unwrap().secret;
@@ -203,7 +203,7 @@ impl Fixture {
     /// Names and identifiers of every participant of a team (what exports must never hold).
     pub async fn participant_names(&self, team_id: i64) -> Vec<String> {
         let dir = DataDir::new(snapshot_dir());
-        let version = dir.require_current().unwrap();
+        let version = dir.require_current().await.unwrap();
         let ctx = datafusion::prelude::SessionContext::new();
         register_all(&ctx, &dir, &version, "").unwrap();
         let batches = ctx

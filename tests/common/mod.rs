@@ -86,10 +86,14 @@ impl TestDb {
 
 /// Every table of the current snapshot, sorted by all columns, as one batch.
 pub async fn snapshot_contents(data: &Path) -> BTreeMap<String, RecordBatch> {
-    let dir = DataDir::new(data);
-    let version = dir.require_current().unwrap();
+    contents_of(&DataDir::new(data)).await
+}
+
+/// [`snapshot_contents`] of any data directory (local or object store).
+pub async fn contents_of(dir: &DataDir) -> BTreeMap<String, RecordBatch> {
+    let version = dir.require_current().await.unwrap();
     let ctx = SessionContext::new();
-    register_all(&ctx, &dir, &version, "").unwrap();
+    register_all(&ctx, dir, &version, "").unwrap();
     let mut out = BTreeMap::new();
     for def in TABLES.iter() {
         let n = def.schema.fields().len() + usize::from(def.partitioned);
@@ -108,7 +112,7 @@ pub async fn snapshot_contents(data: &Path) -> BTreeMap<String, RecordBatch> {
 /// One number from a query over the current snapshot's tables.
 pub async fn snapshot_i64(data: &Path, sql: &str) -> i64 {
     let dir = DataDir::new(data);
-    let version = dir.require_current().unwrap();
+    let version = dir.require_current().await.unwrap();
     let ctx = SessionContext::new();
     register_all(&ctx, &dir, &version, "").unwrap();
     let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
