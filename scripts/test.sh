@@ -3,6 +3,7 @@
 #
 # The browser test needs Node.js with web/node_modules (npm ci) and
 # Debian's Chromium; this script installs what is missing (apt-get as root).
+# The S3 tests need moto's server (PyPI): installed into target/moto-venv.
 #
 # The tests need a real PostgreSQL. They use $OCS_DASH_TEST_PG
 # (default postgres://postgres@127.0.0.1:5432/postgres, the server of a
@@ -66,6 +67,20 @@ apt_install() {
 command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
 [ -x /usr/bin/chromium ] || apt_install chromium
 [ -f web/node_modules/playwright-core/package.json ] || (cd web && npm ci --no-audit --no-fund --silent)
+
+# The S3 tests (tests/s3.rs) start moto's S3 server on loopback: moto from
+# PyPI, pinned, in a venv of its own (5.2.5 honours If-None-Match on PUT,
+# which publishing a snapshot relies on).
+MOTO_VERSION=5.2.5
+MOTO_VENV=target/moto-venv
+if [ -z "${OCS_DASH_MOTO_SERVER:-}" ]; then
+    if ! "$MOTO_VENV/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+        echo "installing moto[server]==$MOTO_VERSION into $MOTO_VENV" >&2
+        python3 -m venv "$MOTO_VENV"
+        "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+    fi
+    export OCS_DASH_MOTO_SERVER="$PWD/$MOTO_VENV/bin/moto_server"
+fi
 
 # With the optional Ballista support (tests/ballista.rs), one build for everything.
 cargo test --workspace --all-targets --features ballista
