@@ -377,13 +377,16 @@ async fn sql_prompt_runs_each_statement_and_survives_errors() {
 #[tokio::test]
 async fn a_snapshot_of_an_older_layout_is_refused_with_what_to_run() {
     let data = tempfile::tempdir().unwrap();
-    let m = ocs_dash_etl::run::generate_snapshot(data.path(), &opts(6), &mut Progress::hidden())
+    let dir = DataDir::new(data.path());
+    ocs_dash_etl::run::generate_snapshot(&dir, &opts(6), &mut Progress::hidden())
         .await
         .unwrap();
-    let dir = DataDir::new(data.path());
-    let path = dir
-        .version_dir(&m.version)
-        .join(ocs_dash_engine::snapshot::MANIFEST_FILE);
+    // The publication log holds one entry: the manifest just written.
+    let path = std::fs::read_dir(data.path().join("manifests"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
     let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(json["format"], ocs_dash_engine::snapshot::FORMAT);
     // Manifests written before the layout was recorded have no `format`.
@@ -391,6 +394,7 @@ async fn a_snapshot_of_an_older_layout_is_refused_with_what_to_run() {
     std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
     let err = Engine::new(dir, CacheConfig::default())
         .snapshot()
+        .await
         .unwrap_err()
         .to_string();
     assert!(err.contains("layout 1") && err.contains("ocs-dash etl --full"), "{err}");
