@@ -1,22 +1,19 @@
 -- bot-performance: one row per listed chatbot, zero activity included.
 -- Sorting and paging happen in Rust (a handful of rows, exact rules).
-WITH per_session AS (
-    SELECT session_id, max(chatbot_id) AS chatbot_id, max(participant_id) AS participant_id,
-           max(session_length_us) AS length_us, sum(human + ai) AS messages
-    FROM f_activity
-    WHERE created_at >= $start AND created_at < $end
-    GROUP BY session_id
-),
-per_bot AS (
+-- A session counts once, on its first row in the window (`prev_at` NULL or
+-- before it); its chatbot, participant and length are on every row.
+WITH per_bot AS (
     SELECT chatbot_id,
-           count(*) AS sessions,
+           count(*) FILTER (WHERE prev_at IS NULL OR prev_at < $start) AS sessions,
            count(DISTINCT participant_id) AS participants,
-           sum(messages) AS messages,
-           count(length_us) AS completed,
+           sum(human + ai) AS messages,
+           count(*) FILTER (WHERE (prev_at IS NULL OR prev_at < $start) AND session_length_us IS NOT NULL)
+               AS completed,
            -- Integer microseconds: an exact sum whatever the row order, so
            -- every plan (raw or rollup, any partitioning) gives the same mean.
-           sum(length_us) AS ended_us
-    FROM per_session
+           sum(session_length_us) FILTER (WHERE prev_at IS NULL OR prev_at < $start) AS ended_us
+    FROM f_activity
+    WHERE created_at >= $start AND created_at < $end
     GROUP BY chatbot_id
 )
 SELECT b.chatbot_id, b.name AS chatbot_name,

@@ -1,25 +1,21 @@
 -- overview: one row. f_* are the team's tables with the request's chatbot
 -- and channel filters applied; f_activity holds turn activity (one row per
 -- turn, or per session and 15-minute slot from the rollup) with `human` and
--- `ai` turn counts and the session's length (NULL while open); $start/$end
--- bound the window [start, end).
--- Activity is first folded per session (a session has one chatbot and one
--- participant), so the session counts are plain counts.
-WITH per_session AS (
-    SELECT session_id, max(chatbot_id) AS chatbot_id, max(participant_id) AS participant_id,
-           max(session_length_us) AS length_us, sum(human) AS human, sum(ai) AS ai
-    FROM f_activity
-    WHERE created_at >= $start AND created_at < $end
-    GROUP BY session_id
-),
-act AS (
-    SELECT count(*) AS active_sessions,
+-- `ai` turn counts, the session's length (NULL while open) and `prev_at`,
+-- the session's previous row; $start/$end bound the window [start, end).
+-- A session is counted once, on its first row in the window (`prev_at`
+-- NULL or before the window), so no per-session grouping is needed; its
+-- chatbot and participant are the same on every row.
+WITH act AS (
+    SELECT count(*) FILTER (WHERE prev_at IS NULL OR prev_at < $start) AS active_sessions,
            count(DISTINCT chatbot_id) AS active_chatbots,
            count(DISTINCT CASE WHEN human > 0 THEN participant_id END) AS active_participants,
-           count(length_us) AS completed_sessions,
+           count(*) FILTER (WHERE (prev_at IS NULL OR prev_at < $start) AND session_length_us IS NOT NULL)
+               AS completed_sessions,
            sum(human) AS human_messages,
            sum(ai) AS ai_messages
-    FROM per_session
+    FROM f_activity
+    WHERE created_at >= $start AND created_at < $end
 ),
 started AS (
     SELECT count(*) AS sessions_started FROM f_sessions

@@ -1,13 +1,11 @@
--- session-analytics, part 1: sessions with a turn in the bucket, and the
--- distinct human authors (activity folded per bucket and session first).
-WITH per_session AS (
-    SELECT bucket(created_at) AS b, session_id, max(participant_id) AS participant_id, sum(human) AS human
-    FROM f_activity
-    WHERE created_at >= $start AND created_at < $end
-    GROUP BY 1, session_id
-)
-SELECT b,
-       count(*) AS active_sessions,
+-- session-analytics, part 1: sessions with a turn in the bucket, counted on
+-- their first row in it (the session's previous row is before the window,
+-- whose first bucket may start earlier, or in another bucket), and the
+-- distinct human authors.
+SELECT bucket(created_at) AS b,
+       count(*) FILTER (WHERE prev_at IS NULL OR prev_at < $start OR bucket(prev_at) <> bucket(created_at))
+           AS active_sessions,
        count(DISTINCT CASE WHEN human > 0 THEN participant_id END) AS active_participants
-FROM per_session
-GROUP BY b
+FROM f_activity
+WHERE created_at >= $start AND created_at < $end
+GROUP BY 1

@@ -9,10 +9,11 @@
 
 use std::sync::Arc;
 
+use datafusion::common::ScalarValue;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
 use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::logical_expr::{Expr, col, lit, when};
+use datafusion::logical_expr::{Expr, col, lit};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::Result;
@@ -78,7 +79,13 @@ pub enum Activity {
 /// of `version` and the filtered views `f_chatbots`, `f_sessions`, `f_message_tags`,
 /// `f_session_tags`, and `f_activity`: turn activity with columns
 /// `session_id, chatbot_id, participant_id, platform, created_at, human, ai,
-/// last_human_at, session_length_us`, one row per turn or per slot depending on `activity`.
+/// last_human_at, session_length_us, prev_at, prev_human_at`, one row per
+/// turn or per slot depending on `activity`. `prev_at` is the time of the
+/// session's previous row and `prev_human_at` that of its previous row with
+/// a human turn (NULL for none; over raw turns only rows inside the window
+/// count), so a row is its session's first in the window when `prev_at` is
+/// NULL or before `$start`, and first in its bucket when it is first in the
+/// window or `bucket(prev_at) <> bucket(created_at)`.
 pub async fn team_scope(
     ctx: SessionContext,
     version: &VersionDir,
@@ -110,28 +117,27 @@ pub async fn team_scope(
     let platforms = in_list("platform", filters.channels.iter().map(|p| lit(p.as_str())).collect());
     let listed = !col("is_archived");
     let activity_view = match activity {
-        Activity::Raw => ctx
-            .table("turns")
-            .await?
-            .filter(bots.clone())?
-            .filter(platforms.clone())?
-            .select(vec![
-                col("session_id"),
-                col("chatbot_id"),
-                col("participant_id"),
-                col("platform"),
-                col("created_at"),
-                when(col("message_type").eq(lit("human")), lit(1i64))
-                    .otherwise(lit(0i64))?
-                    .alias("human"),
-                when(col("message_type").eq(lit("ai")), lit(1i64))
-                    .otherwise(lit(0i64))?
-                    .alias("ai"),
-                when(col("message_type").eq(lit("human")), col("created_at"))
-                    .end()?
-                    .alias("last_human_at"),
-                col("session_length_us"),
-            ])?,
+        Activity::Raw => {
+            // The window's turns first, so that the date pushdown prunes, and
+            // `prev_at`/`prev_human_at` are then taken inside the window: a
+            // previous turn before the window and none at all both make a
+            // turn its session's first in the window, so the charts' tests
+            // read the same.
+            let (start, end) = filters.window();
+            let ts = |t: i64| lit(ScalarValue::TimestampMicrosecond(Some(t), Some("UTC".into())));
+            let turns = ctx
+                .table("turns")
+                .await?
+                .filter(bots.clone())?
+                .filter(platforms.clone())?
+                .filter(
+                    col("created_at")
+                        .gt_eq(ts(start.timestamp_micros()))
+                        .and(col("created_at").lt(ts(end.timestamp_micros()))),
+                )?;
+            ctx.register_table("w_turns", turns.into_view())?;
+            ctx.sql(include_str!("../../sql/raw_activity.sql")).await?
+        }
         Activity::Rollup => ctx
             .table("turn_slots")
             .await?
@@ -147,6 +153,8 @@ pub async fn team_scope(
                 col("ai"),
                 col("last_human_at"),
                 col("session_length_us"),
+                col("prev_slot").alias("prev_at"),
+                col("prev_human_slot").alias("prev_human_at"),
             ])?,
     };
     ctx.register_table("f_activity", activity_view.into_view())?;

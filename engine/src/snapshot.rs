@@ -149,6 +149,8 @@ pub static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
                 ("ai", I, false),
                 ("last_human_at", ts(), true),
                 ("session_length_us", I, true),
+                ("prev_slot", ts(), true),
+                ("prev_human_slot", ts(), true),
             ]),
             internal: false,
         },
@@ -282,8 +284,9 @@ pub struct Manifest {
 }
 
 /// The snapshot layout this build writes and reads. 2: `turns` and
-/// `turn_slots` carry `session_length_us`.
-pub const FORMAT: u32 = 2;
+/// `turn_slots` carry `session_length_us`. 3: `turn_slots` carries
+/// `prev_slot` and `prev_human_slot`.
+pub const FORMAT: u32 = 3;
 
 fn first_format() -> u32 {
     1

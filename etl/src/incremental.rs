@@ -272,8 +272,47 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
     )
     .await?;
     write_chunks(ctx.table("snap_turns").await?, turns, &a_turns, &plan.prev_dir, version).await?;
-    let slots = ctx.sql(transform::TURN_SLOTS_SQL).await?;
-    write_chunks(slots, def("turn_slots"), &a_turns, &plan.prev_dir, version).await?;
+    // A session's slots are linked across months (`prev_slot`), so a session
+    // with any new or changed turn is rolled up again from all its turns
+    // (kept ones from the previous version, plus d_turns), and every month
+    // holding one of its slots, before or after, is rewritten; the other
+    // sessions' slots in those months are kept as they were.
+    let slots_def = def("turn_slots");
+    materialize(
+        ctx,
+        "t_sessions",
+        "SELECT DISTINCT session_id FROM (
+             SELECT session_id FROM d_turns UNION ALL SELECT session_id FROM x_prev_turns)",
+    )
+    .await?;
+    let mut a_slots = chunk_set(
+        ctx,
+        "SELECT DISTINCT team_id, date_trunc('month', slot) FROM prev_turn_slots
+         WHERE session_id IN (SELECT session_id FROM t_sessions)",
+    )
+    .await?;
+    a_slots.extend(a_turns.iter().copied());
+    register_chunks(ctx, "a_prev_slots", slots_def, &plan.prev_dir, &a_slots).await?;
+    create_view(
+        ctx,
+        "snap_turns",
+        &format!(
+            "SELECT team_id, {turn_cols} FROM prev_turns
+                 WHERE session_id IN (SELECT session_id FROM d_turns)
+                   AND chat_id NOT IN (SELECT chat_id FROM x_chats)
+             UNION ALL SELECT team_id, {turn_cols} FROM d_turns"
+        ),
+    )
+    .await?;
+    create_view(ctx, "d_slots", transform::TURN_SLOTS_SQL).await?;
+    let slot_cols = columns(slots_def);
+    let slots = ctx
+        .sql(&format!(
+            "SELECT team_id, {slot_cols} FROM a_prev_slots WHERE session_id NOT IN (SELECT session_id FROM t_sessions)
+             UNION ALL SELECT team_id, {slot_cols} FROM d_slots"
+        ))
+        .await?;
+    write_chunks(slots, slots_def, &a_slots, &plan.prev_dir, version).await?;
     step.log(&format!("turns: {} team-months rewritten", a_turns.len()));
 
     // Message tags: months whose turns changed, lost a tag, or gained one.
