@@ -3,11 +3,12 @@
 //! of a data directory (a local folder or an object store: buffered,
 //! multipart uploads through `object_store`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDate};
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch, TimestampMicrosecondArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimestampMicrosecondType};
 use datafusion::prelude::{DataFrame, col};
 use futures::StreamExt;
@@ -176,6 +177,7 @@ pub async fn write_table(df: DataFrame, def: &TableDef, version: &VersionDir) ->
     // Position in the written batches (team first) of the chunking column.
     let chunk_col = chunk_column(def).map(|c| 1 + def.schema.index_of(c).expect("chunk column in schema"));
     let mut stream = df.sort(order)?.execute_stream().await?;
+    let mut links = SessionLinks::for_table(def);
     let props = properties(def);
     let mut current: Option<TeamFile> = None;
     let mut total = 0u64;
@@ -197,7 +199,10 @@ pub async fn write_table(df: DataFrame, def: &TableDef, version: &VersionDir) ->
         })
     };
     while let Some(batch) = stream.next().await {
-        let batch = batch?;
+        let mut batch = batch?;
+        if let Some(links) = links.as_mut() {
+            batch = links.fill(batch)?;
+        }
         total += batch.num_rows() as u64;
         for (chunk, piece) in split_into_chunks(&batch, def.partitioned, chunk_col) {
             let piece = conform(piece, &def.schema)?;
@@ -240,6 +245,79 @@ pub async fn write_table(df: DataFrame, def: &TableDef, version: &VersionDir) ->
 
 /// Gives a batch the table's declared schema (same columns and order; the
 /// transform's nullability may be looser than the snapshot's).
+/// Fills `prev_slot` and `prev_human_slot` of `turn_slots` (the session's
+/// previous slot with turns, and with a human turn) in the writer's pass
+/// over the rows, which arrive sorted by team and slot: one hash-map lookup
+/// per row instead of the second sort by session a window function needs.
+/// A row whose session has no earlier row in the stream keeps the values it
+/// came with: NULL for a slot just rolled up (it is the session's first), the
+/// stored links for a slot an incremental run carries over (its session is
+/// unchanged and its earlier slots are in months that are not rewritten).
+struct SessionLinks {
+    /// Positions in the written batches (team first).
+    team: usize,
+    session: usize,
+    slot: usize,
+    human: usize,
+    prev: usize,
+    prev_human: usize,
+    current_team: Option<i64>,
+    /// Per session of the current team: its last slot so far, and its last
+    /// slot with a human turn.
+    last: HashMap<i64, (i64, Option<i64>)>,
+}
+
+impl SessionLinks {
+    fn for_table(def: &TableDef) -> Option<SessionLinks> {
+        let at = |name: &str| def.schema.index_of(name).ok().map(|i| i + 1);
+        Some(SessionLinks {
+            team: 0,
+            session: at("session_id")?,
+            slot: at("slot")?,
+            human: at("human")?,
+            prev: at("prev_slot")?,
+            prev_human: at("prev_human_slot")?,
+            current_team: None,
+            last: HashMap::new(),
+        })
+    }
+
+    fn fill(&mut self, batch: RecordBatch) -> Result<RecordBatch> {
+        let team = batch.column(self.team).as_primitive::<Int64Type>();
+        let session = batch.column(self.session).as_primitive::<Int64Type>();
+        let slot = batch.column(self.slot).as_primitive::<TimestampMicrosecondType>();
+        let human = batch.column(self.human).as_primitive::<Int64Type>();
+        let given = batch.column(self.prev).as_primitive::<TimestampMicrosecondType>();
+        let given_human = batch.column(self.prev_human).as_primitive::<TimestampMicrosecondType>();
+        let mut prev = Vec::with_capacity(batch.num_rows());
+        let mut prev_human = Vec::with_capacity(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            let t = team.value(i);
+            if self.current_team != Some(t) {
+                self.current_team = Some(t);
+                self.last.clear();
+            }
+            let at = slot.value(i);
+            let (p, ph) = match self.last.get(&session.value(i)) {
+                Some(&(last, last_human)) => (Some(last), last_human),
+                None => (
+                    given.is_valid(i).then(|| given.value(i)),
+                    given_human.is_valid(i).then(|| given_human.value(i)),
+                ),
+            };
+            prev.push(p);
+            prev_human.push(ph);
+            let through_human = if human.value(i) > 0 { Some(at) } else { ph };
+            self.last.insert(session.value(i), (at, through_human));
+        }
+        let zone: Option<Arc<str>> = Some("UTC".into());
+        let mut cols = batch.columns().to_vec();
+        cols[self.prev] = Arc::new(TimestampMicrosecondArray::from(prev).with_timezone_opt(zone.clone()));
+        cols[self.prev_human] = Arc::new(TimestampMicrosecondArray::from(prev_human).with_timezone_opt(zone));
+        Ok(RecordBatch::try_new(batch.schema(), cols)?)
+    }
+}
+
 fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let cols: Vec<Arc<dyn Array>> = batch.columns().to_vec();
     Ok(RecordBatch::try_new(schema.clone(), cols)?)
