@@ -673,7 +673,6 @@ fn local(version: &VersionDir) -> PathBuf {
 
 /// Hard-links every file of a table in the previous version into the new
 /// one, except the files of `skip`.
-
 fn link_except(def: &TableDef, prev_dir: &Path, vdir: &Path, skip: &BTreeSet<Chunk>) -> Result<()> {
     let files = chunk_files(def, prev_dir).map_err(Error::PrevSnapshot)?;
     for (chunk, paths) in files {
