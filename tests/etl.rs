@@ -259,6 +259,28 @@ async fn incremental_equals_full_after_inserts_updates_and_deletes() {
     db.drop_db().await;
 }
 
+#[tokio::test]
+async fn next_days_with_the_generation_seed_add_rows_without_clashing() {
+    // `generate --next-day` without `--seed` uses the generation's seed 42:
+    // new participants and sessions must still get UUIDs and identifiers no
+    // earlier row has (unique constraints), day after day.
+    let db = TestDb::create("next_day").await;
+    generate::generate_into_postgres(&db.url, &gen_opts(Scale::S, 42, true))
+        .await
+        .unwrap();
+    let count =
+        "SELECT (SELECT count(*) FROM experiments_participant) + (SELECT count(*) FROM experiments_experimentsession)";
+    let mut rows = db.scalar_i64(count).await;
+    for _ in 0..3 {
+        let touched = generate::simulate_day(&db.url, 42).await.unwrap();
+        assert!(touched["participants_created"] > 0 && touched["sessions_created"] > 0);
+        let now = db.scalar_i64(count).await;
+        assert!(now > rows);
+        rows = now;
+    }
+    db.drop_db().await;
+}
+
 /// Same rows in every table, and the same counts, anomalies and watermark
 /// in the manifests.
 async fn assert_tables_equal(a: &Path, b: &Path) {

@@ -7,9 +7,16 @@
 //!   manifests/<seq>.json                  the publication log: seq n names version n's manifest
 //!   snapshots/<version>/
 //!     teams/part-0.parquet
-//!     <table>/team_id=<id>/part-<n>.parquet   one folder per team (hive style)
+//!     <table>/team_id=<id>/                   one folder per team (hive style):
+//!       part-YYYYMM-<n>.parquet               sessions, turns, turn_slots, message_tags:
+//!                                             one file per UTC month of the first sort column
+//!       part-<n>.parquet                      chatbots, participants, tags, session_tags
 //!     _other_messages/part-0.parquet          raw rows kept only for incremental ETL
 //! ```
+//!
+//! `<n>` counts from 0; a further file of the same team (and month) starts
+//! after 8 Mi rows. Each file is sorted by its table's `sort_by`; readers
+//! take every `*.parquet` file of a folder.
 //!
 //! Versions are named `YYYYMMDDTHHMMSS.ffffffZ-<suffix>` so they sort by
 //! creation time. A writer puts every file of a new version first and

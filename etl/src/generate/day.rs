@@ -12,7 +12,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 use super::buf::{CHATS, Ids, MESSAGES, Out, PARTICIPANTS, SESSIONS, TAGGED};
 use super::pg::{PgSink, session_platform_column, sync_sequences};
 use super::sim::{self, DAY, HOUR, MsgKind, Plat, SEC, SessionRow, TeamTags};
-use super::words::{mix64, pick};
+use super::words::{Uuids, mix64, pick};
 use crate::error::{Error, Result};
 use crate::source::SOURCES;
 
@@ -205,6 +205,7 @@ pub async fn simulate_day(database_url: &str, seed: u64) -> Result<BTreeMap<Stri
                 plat,
                 t - SEC,
                 &mut text,
+                Uuids::FromRowIds,
             )
         };
         let mut status = sim::pick_status(&mut rng);
@@ -227,6 +228,7 @@ pub async fn simulate_day(database_url: &str, seed: u64) -> Result<BTreeMap<Stri
         sim::push_session(
             &mut out,
             &mut rng,
+            Uuids::FromRowIds,
             &SessionRow {
                 id,
                 team_id: tpl.team_id,
@@ -312,7 +314,7 @@ pub async fn simulate_day(database_url: &str, seed: u64) -> Result<BTreeMap<Stri
         }
     }
 
-    let mut sink = PgSink::new(conn, seed, platform_column);
+    let mut sink = PgSink::new(conn, seed, platform_column).with_uuids(Uuids::FromRowIds);
     let rows = out.flush_all(&mut sink).await?;
     let mut conn = sink.into_connection();
     for (table, key) in [

@@ -40,6 +40,7 @@ use datafusion::arrow::array::RecordBatch;
 
 pub use day::simulate_day;
 pub use pg::{PgSink, generate_into_postgres};
+pub use words::Uuids;
 
 use crate::error::Result;
 use crate::source::SourceTable;

@@ -15,7 +15,7 @@ use super::buf::{CHANNELS, CHATS, CONTENT_TYPES, EXPERIMENTS, Ids, MESSAGES, Out
 use super::sim::{
     self, DAY, HOUR, MIN, MsgKind, PLAT_COUNT, Plat, SEC, SessionRow, TeamTags, lognormal_us, message_tags,
 };
-use super::words::{self, pick};
+use super::words::{self, Uuids, pick};
 use super::{BatchSink, GenOptions};
 use crate::error::Result;
 
@@ -754,6 +754,7 @@ impl Gen {
             plat,
             created,
             &mut self.text,
+            Uuids::Random,
         );
         let sessions = if plat == Plat::Evaluations {
             1 + sim::lognormal(&mut self.rng, 30.0, 1.0) as u32
@@ -834,6 +835,7 @@ impl Gen {
         sim::push_session(
             &mut self.out,
             &mut self.rng,
+            Uuids::Random,
             &SessionRow {
                 id,
                 team_id,

@@ -12,11 +12,11 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use datafusion::arrow::error::ArrowError;
+use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
-use super::words::{TextPool, mix64, push_uuid, slugify};
+use super::words::{TextPool, UuidOf, Uuids, mix64, push_uuid, slugify};
 use super::{BatchSink, GenOptions, GenSummary, generate};
 use crate::error::{Error, Result};
 use crate::source::{SESSIONS, SOURCES, SourceTable};
@@ -54,6 +54,7 @@ impl std::fmt::Debug for PgSink {
 struct State {
     text: TextPool,
     uuids: SmallRng,
+    uuid_source: Uuids,
     slugs: HashSet<String>,
     /// Published versions seen so far per chatbot.
     versions: HashMap<i64, i32>,
@@ -71,12 +72,19 @@ impl PgSink {
             state: State {
                 text: TextPool::new(seed),
                 uuids: SmallRng::seed_from_u64(mix64(seed ^ 0x00C0_FFEE)),
+                uuid_source: Uuids::Random,
                 slugs: HashSet::new(),
                 versions: HashMap::new(),
                 platform_column: session_platform_column,
             },
             buf: Vec::with_capacity(2 << 20),
         }
+    }
+
+    /// Where `public_id`s and `external_id`s come from (random by default).
+    pub fn with_uuids(mut self, uuids: Uuids) -> Self {
+        self.state.uuid_source = uuids;
+        self
     }
 
     /// The connection, e.g. to run more SQL in the same transaction.
@@ -395,7 +403,11 @@ impl<'a> Encoder<'a> {
                     w.int(opt(*team, r, |r| team.value(r)));
                     w.text(opt(*name, r, |r| name.value(r)));
                     w.raw("");
-                    w.uuid(st.uuids.random());
+                    w.uuid(st.uuid_source.next(
+                        &mut st.uuids,
+                        UuidOf::Chatbot,
+                        opt(*id, r, |r| id.value(r)).unwrap_or(0),
+                    ));
                     w.raw("f");
                     w.raw("reciprocal");
                     w.raw("f");
@@ -424,7 +436,11 @@ impl<'a> Encoder<'a> {
                     w.int(opt(*team, r, |r| team.value(r)));
                     w.text(opt(*name, r, |r| name.value(r)));
                     w.text(opt(*identifier, r, |r| identifier.value(r)));
-                    w.uuid(st.uuids.random());
+                    w.uuid(st.uuid_source.next(
+                        &mut st.uuids,
+                        UuidOf::Participant,
+                        opt(*id, r, |r| id.value(r)).unwrap_or(0),
+                    ));
                     w.text(opt(*platform, r, |r| platform.value(r)));
                     w.raw("");
                 }
@@ -445,7 +461,11 @@ impl<'a> Encoder<'a> {
                     w.int(opt(*experiment, r, |r| experiment.value(r)));
                     w.boolean(opt(*deleted, r, |r| deleted.value(r)));
                     w.raw("{}");
-                    w.uuid(st.uuids.random());
+                    w.uuid(st.uuid_source.next(
+                        &mut st.uuids,
+                        UuidOf::Channel,
+                        opt(*id, r, |r| id.value(r)).unwrap_or(0),
+                    ));
                     w.text(opt(*platform, r, |r| platform.value(r)));
                 }
                 Which::Sessions {

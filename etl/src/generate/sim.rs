@@ -7,7 +7,7 @@ use rand::rngs::SmallRng;
 use rand_distr::StandardNormal;
 
 use super::buf::{CHATS, Ids, MESSAGES, Out, PARTICIPANTS, SESSIONS, TAGGED, V};
-use super::words::{self, IdStyle};
+use super::words::{self, IdStyle, UuidOf, Uuids};
 
 pub(super) const SEC: i64 = 1_000_000;
 pub(super) const MIN: i64 = 60 * SEC;
@@ -326,6 +326,7 @@ pub(super) fn new_participant(
     plat: Plat,
     created: i64,
     scratch: &mut String,
+    uuids: Uuids,
 ) -> i64 {
     let id = ids.take(PARTICIPANTS);
     let person = words::person(rng);
@@ -337,7 +338,7 @@ pub(super) fn new_participant(
         person.0.to_string()
     };
     let style = plat.id_style(rng);
-    words::identifier(scratch, style, team_id, counter, person, rng);
+    words::identifier(scratch, style, team_id, counter, person, rng, uuids);
     // OCS backfilled a platform for old participants; a few stayed empty.
     let platform = if rng.random_bool(0.01) { "" } else { plat.as_str() };
     out.buf(PARTICIPANTS).push(&[
@@ -366,9 +367,9 @@ pub(super) struct SessionRow<'a> {
     pub(super) platform: Option<&'a str>,
 }
 
-pub(super) fn push_session(out: &mut Out, rng: &mut SmallRng, s: &SessionRow<'_>) {
+pub(super) fn push_session(out: &mut Out, rng: &mut SmallRng, uuids: Uuids, s: &SessionRow<'_>) {
     let mut external_id = String::with_capacity(36);
-    words::push_uuid(&mut external_id, rng.random());
+    words::push_uuid(&mut external_id, uuids.next(rng, UuidOf::Session, s.id));
     out.buf(SESSIONS).push(&[
         V::I(s.id),
         V::I(s.team_id),

@@ -5,9 +5,11 @@ use chrono::{DateTime, TimeZone, Utc};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
 
 use super::pg::{push_escaped, push_int, push_timestamp};
-use super::words::{TextPool, push_uuid};
+use super::words::{TextPool, UuidOf, Uuids, push_uuid, row_uuid};
 use super::*;
 use crate::source::{SOURCES, source};
 
@@ -473,8 +475,14 @@ fn text_format_helpers() {
         assert_eq!(String::from_utf8(out.clone()).expect("utf8"), v.to_string());
     }
     let mut u = String::new();
-    push_uuid(&mut u, u128::MAX);
-    assert_eq!(u, "ffffffff-ffff-4fff-bfff-ffffffffffff");
+    push_uuid(&mut u, row_uuid(UuidOf::Session, i64::MAX));
+    assert_eq!(u, "00000000-0004-8001-bfff-ffffffffffff");
+    let mut rng = SmallRng::seed_from_u64(1);
+    for _ in 0..100 {
+        u.clear();
+        push_uuid(&mut u, Uuids::Random.next(&mut rng, UuidOf::Session, 1));
+        assert!(u.as_bytes()[14] == b'4' && b"89ab".contains(&u.as_bytes()[19]), "{u}");
+    }
     let pool = TextPool::new(3);
     for id in 0..2_000 {
         for kind in ["human", "ai", "system"] {

@@ -376,9 +376,54 @@ fn perm(x: u64, n: u64, salt: u64) -> u64 {
     ((coprime_near(0.414_213_562_4) * y + u128::from((salt >> 21) % n)) % n128) as u64
 }
 
-/// Formats a random version-4 UUID.
-pub(super) fn push_uuid(out: &mut String, bits: u128) {
-    let v = (bits & !(0xF000_u128 << 64) & !(0xC000_u128 << 48)) | (0x4000_u128 << 64) | (0x8000_u128 << 48);
+/// Where the generator's UUIDs (and anonymous identifiers) come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uuids {
+    /// Random version-4 UUIDs from the seeded generator: a new data set.
+    Random,
+    /// Version-8 UUIDs made of the row's table and id ([`row_uuid`]): rows
+    /// added to an existing data set, which then can't repeat any UUID in
+    /// it, random or made from an id, whatever the seed.
+    FromRowIds,
+}
+
+/// What a [`Uuids::FromRowIds`] UUID names, besides the id.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum UuidOf {
+    Chatbot = 1,
+    Participant = 2,
+    Channel = 3,
+    Session = 4,
+    /// An anonymous participant identifier, from its counter.
+    Identifier = 5,
+}
+
+impl Uuids {
+    /// The next UUID: random bits made version 4, or [`row_uuid`].
+    pub(super) fn next(self, rng: &mut SmallRng, of: UuidOf, id: i64) -> u128 {
+        match self {
+            Uuids::Random => {
+                let bits: u128 = rng.random();
+                (bits & !(0xF000_u128 << 64) & !(0xC000_u128 << 48)) | (0x4000_u128 << 64) | (0x8000_u128 << 48)
+            }
+            Uuids::FromRowIds => row_uuid(of, id),
+        }
+    }
+}
+
+/// A version-8 UUID (RFC 9562) holding `of` and all 64 bits of `id`: one
+/// per (kind, id), and never equal to a version-4 UUID.
+pub(super) fn row_uuid(of: UuidOf, id: i64) -> u128 {
+    let id = u128::from(id as u64);
+    (u128::from(of as u16) << 80)
+        | (0x8000_u128 << 64)
+        | ((id >> 62) << 64)
+        | (0x8000_u128 << 48)
+        | (id & ((1 << 62) - 1))
+}
+
+/// Formats a UUID's 128 bits (version and variant already in them).
+pub(super) fn push_uuid(out: &mut String, v: u128) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for i in 0..32 {
         if matches!(i, 8 | 12 | 16 | 20) {
@@ -412,10 +457,10 @@ pub(super) enum IdStyle {
 /// Writes a realistic identifier. `counter` must be unique within the team
 /// (the generator counts participants per team; `simulate_day` continues
 /// above the largest participant id), which makes the identifier unique per
-/// (team, platform) without remembering the ones already handed out; only
-/// `Anonymous` (a random UUID) relies on 122 random bits instead. The salt
-/// depends on the team id only, so identifiers of later simulated days never
-/// collide with the generated ones.
+/// (team, platform) without remembering the ones already handed out;
+/// `Anonymous` is a UUID, random or made from `counter` (see [`Uuids`]).
+/// The salt depends on the team id only, so identifiers of later simulated
+/// days never collide with the generated ones.
 pub(super) fn identifier(
     out: &mut String,
     style: IdStyle,
@@ -423,6 +468,7 @@ pub(super) fn identifier(
     counter: u64,
     (first, last): (&str, &str),
     rng: &mut SmallRng,
+    uuids: Uuids,
 ) {
     use std::fmt::Write;
     out.clear();
@@ -479,7 +525,7 @@ pub(super) fn identifier(
                 }
             }
         }
-        IdStyle::Anonymous => push_uuid(out, rng.random()),
+        IdStyle::Anonymous => push_uuid(out, uuids.next(rng, UuidOf::Identifier, counter as i64)),
         IdStyle::ExternalUser => {
             let _ = write!(out, "ext-{:08}", perm(counter, 100_000_000, salt));
         }
