@@ -319,7 +319,7 @@ async fn export_for_duckdb(args: &Args) -> (PathBuf, Option<f64>) {
         .await
         .unwrap();
     for table in SOURCES.iter() {
-        postgres::copy_table(&mut conn, table, info, None, &mut stage, &mut Progress::hidden())
+        postgres::copy_table(&mut conn, table, info, &mut stage, &mut Progress::hidden())
             .await
             .unwrap_or_else(|e| panic!("exporting {}: {e}", table.name));
     }
@@ -879,7 +879,7 @@ async fn copy_floor(url: &str) -> (f64, u64) {
     let mut bytes = 0u64;
     for table in SOURCES.iter() {
         let mut stream = conn
-            .copy_out_raw(&postgres::copy_statement(table, info, None))
+            .copy_out_raw(&postgres::copy_statement(table, info, postgres::Rows::All))
             .await
             .unwrap();
         while let Some(chunk) = stream.next().await {

@@ -197,9 +197,27 @@ async fn incremental_equals_full_after_inserts_updates_and_deletes() {
         .unwrap();
     let inc = tempfile::tempdir().unwrap();
     assert_eq!(etl(&db, inc.path(), false).await.mode, "full");
+    let watermark = db.scalar_i64("SELECT max(id) FROM chat_chatmessage").await;
 
     // A day of new activity, then the changes a nightly job must not miss.
     generate::simulate_day(&db.url, 1).await.unwrap();
+    // A new turn in the last 15-minute slot of an open session whose turns
+    // stay: the rollup merges it into that slot's previous row.
+    let added = db
+        .scalar_i64(&format!(
+            "WITH added AS (
+               INSERT INTO chat_chatmessage (created_at, updated_at, chat_id, message_type, content, translations, metadata)
+               SELECT m.created_at, m.created_at, m.chat_id, 'human', 'again', '{{}}', '{{}}'
+               FROM chat_chatmessage m JOIN ({}) s ON s.chat_id = m.chat_id
+               WHERE s.status = 'active' AND s.ended_at IS NULL AND m.message_type = 'human'
+                 AND NOT EXISTS (SELECT 1 FROM chat_chatmessage n WHERE n.chat_id = m.chat_id AND n.id > {watermark})
+               ORDER BY m.id DESC LIMIT 1
+               RETURNING 1)
+             SELECT count(*) FROM added",
+            counted_sessions_sql(true)
+        ))
+        .await;
+    assert_eq!(added, 1);
     db.exec(
         "UPDATE experiments_experimentsession SET status = 'complete', ended_at = created_at + interval '42 minutes'
            WHERE id IN (SELECT id FROM experiments_experimentsession WHERE ended_at IS NULL ORDER BY id LIMIT 5);

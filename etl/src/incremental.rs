@@ -27,7 +27,12 @@
 //!   `turns` month by month (a 15-minute slot never crosses a month).
 //! - **Message tags** are `message_items` (re-derived from the source in
 //!   full) joined with turns. A month is rewritten if its turns were, if it
-//!   held a tag whose item is gone, or if a new item tags one of its turns.
+//!   held a tag whose item is gone, or if a new item tags one of its turns,
+//!   and patched rather than joined again: a message has at most one turn,
+//!   so the new rows are the month's previous rows minus those of turns
+//!   derived again and of items gone, plus the items new since on turns
+//!   that stay (found in the previous turns), plus every item on the turns
+//!   derived again.
 //! - **Anomalies**: the per-message kinds are the previous counts, minus
 //!   the counts over the changed chats' old messages (with the previous
 //!   sessions), plus the counts over what was derived again; the others are
@@ -87,29 +92,27 @@ fn parse_sum(s: &str) -> Result<i128> {
         .map_err(|_| Error::PrevSnapshot(format!("bad message id sum {s:?} in the manifest")))
 }
 
-/// Checks that an incremental run can build on `prev`, registers its tables
-/// as `prev_<table>`, derives the small tables from the source tables
-/// registered in `ctx` (as `snap_<table>`, in memory) and finds the changed
-/// chats. `Ok(Err(why))` when the run must read everything instead.
-pub async fn prepare(
-    ctx: &SessionContext,
-    dir: &DataDir,
-    prev: &Manifest,
-) -> Result<std::result::Result<Plan, String>> {
+/// Whether an incremental run can build on `prev`: its folder, or why the
+/// run must read everything instead.
+pub fn usable(dir: &DataDir, prev: &Manifest) -> std::result::Result<PathBuf, String> {
     if prev.rollup != Some(RollupCoverage { from: None, to: None }) {
-        return Ok(Err("the previous snapshot's rollup does not cover every day".into()));
+        return Err("the previous snapshot's rollup does not cover every day".into());
     }
     // Unchanged files are hard-linked beside the new ones: a local disk only.
     let Some(prev_dir) = dir.version_dir(&prev.version).local_path() else {
-        return Ok(Err(
-            "the data directory is an object store, where a run rewrites every table".into(),
-        ));
+        return Err("the data directory is an object store, where a run rewrites every table".into());
     };
     for def in TABLES.iter() {
-        if let Err(why) = chunk_files(def, &prev_dir) {
-            return Ok(Err(why));
-        }
+        chunk_files(def, &prev_dir)?;
     }
+    Ok(prev_dir)
+}
+
+/// Registers the tables of `prev` (found [`usable`] in `prev_dir`) as
+/// `prev_<table>`, derives the small tables from the source tables
+/// registered in `ctx` (as `snap_<table>`, in memory) and finds the changed
+/// chats.
+pub async fn prepare(ctx: &SessionContext, dir: &DataDir, prev: Manifest, prev_dir: PathBuf) -> Result<Plan> {
     let step = Step::new();
     register_all(ctx, dir, &prev.version, "prev_")?;
     // Scans of the previous snapshot that a join narrows to a few chats or
@@ -201,11 +204,11 @@ pub async fn prepare(
     let sum = cast(gone[0].column(1), &DataType::Utf8)?;
     let removed = (count, parse_sum(sum.as_string::<i32>().value(0))?);
     step.log("found the changed chats");
-    Ok(Ok(Plan {
-        prev: prev.clone(),
+    Ok(Plan {
+        prev,
         prev_dir,
         removed,
-    }))
+    })
 }
 
 /// Builds the new version `version` (of a local data directory, see
@@ -262,16 +265,13 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
     )
     .await?;
     register_chunks(ctx, "a_prev_turns", turns, &plan.prev_dir, &a_turns).await?;
-    create_view(
-        ctx,
-        "snap_turns",
-        &format!(
+    let rows = ctx
+        .sql(&format!(
             "SELECT team_id, {turn_cols} FROM a_prev_turns WHERE chat_id NOT IN (SELECT chat_id FROM x_chats)
              UNION ALL SELECT team_id, {turn_cols} FROM d_turns"
-        ),
-    )
-    .await?;
-    write_chunks(ctx.table("snap_turns").await?, turns, &a_turns, &plan.prev_dir, version).await?;
+        ))
+        .await?;
+    write_chunks(rows, turns, &a_turns, &plan.prev_dir, version).await?;
     // A session's slots are linked across months (`prev_slot`), so a session
     // with any new or changed turn is rolled up again from all its turns
     // (kept ones from the previous version, plus d_turns), and every month
@@ -315,30 +315,54 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
     write_chunks(slots, slots_def, &a_slots, &plan.prev_dir, version).await?;
     step.log(&format!("turns: {} team-months rewritten", a_turns.len()));
 
-    // Message tags: months whose turns changed, lost a tag, or gained one.
+    // Message tags: months whose turns changed, lost a tag, or gained one,
+    // patched from their previous rows (see the module docs).
     materialize(ctx, "message_items", transform::MESSAGE_ITEMS_SQL).await?;
     materialize(
         ctx,
         "tags_diff",
-        "SELECT p.team_id AS p_team, p.created_at AS p_created, i.team_id AS i_team, i.message_id AS i_message
+        "SELECT p.team_id AS p_team, p.created_at AS p_created, p.tag_id AS p_tag, p.message_id AS p_message,
+                i.team_id AS i_team, i.tag_id AS i_tag, i.message_id AS i_message
          FROM prev_message_tags p FULL JOIN message_items i
            ON i.team_id = p.team_id AND i.tag_id = p.tag_id AND i.message_id = p.message_id
          WHERE p.message_id IS NULL OR i.message_id IS NULL",
     )
     .await?;
+    let tag_cols = columns(def("message_tags"));
+    // Items that tagged no turn before and now tag a turn that stays.
+    materialize(
+        ctx,
+        "tags_added",
+        "SELECT t.team_id, d.i_tag AS tag_id, t.message_id, t.session_id, t.chatbot_id, t.participant_id,
+                t.platform, t.message_type, t.created_at
+         FROM prev_turns t
+         JOIN tags_diff d ON d.i_message = t.message_id AND d.i_team = t.team_id
+         WHERE d.p_message IS NULL AND t.chat_id NOT IN (SELECT chat_id FROM x_chats)",
+    )
+    .await?;
     let mut a_tags = chunk_set(
         ctx,
         "SELECT p_team, date_trunc('month', p_created) FROM tags_diff WHERE p_team IS NOT NULL
-         UNION
-         SELECT t.team_id, date_trunc('month', t.created_at) FROM prev_turns t
-         JOIN tags_diff d ON d.i_message = t.message_id AND d.i_team = t.team_id",
+         UNION SELECT team_id, date_trunc('month', created_at) FROM tags_added",
     )
     .await?;
     a_tags.extend(a_turns.iter().copied());
-    register_chunks(ctx, "snap_turns", turns, vdir, &a_tags).await?;
-    let tags = ctx.sql(transform::MESSAGE_TAGS_SQL).await?;
+    register_chunks(ctx, "a_prev_tags", def("message_tags"), &plan.prev_dir, &a_tags).await?;
+    // Turns derived again: every item on them, as a full run joins them.
+    create_view(ctx, "snap_turns", "SELECT * FROM d_turns").await?;
+    let tags = ctx
+        .sql(&format!(
+            "SELECT team_id, {tag_cols} FROM a_prev_tags p
+             WHERE p.message_id NOT IN (SELECT message_id FROM x_prev_turns)
+               AND NOT EXISTS (SELECT 1 FROM tags_diff d WHERE d.i_message IS NULL
+                   AND d.p_team = p.team_id AND d.p_tag = p.tag_id AND d.p_message = p.message_id)
+             UNION ALL SELECT team_id, {tag_cols} FROM tags_added
+             UNION ALL SELECT * FROM ({})",
+            transform::MESSAGE_TAGS_SQL
+        ))
+        .await?;
     write_chunks(tags, def("message_tags"), &a_tags, &plan.prev_dir, version).await?;
-    step.log(&format!("message tags: {} team-months rewritten", a_tags.len()));
+    step.log(&format!("message tags: {} team-months patched", a_tags.len()));
 
     materialize(ctx, "snap_session_tags", transform::SESSION_TAGS_SQL).await?;
     let changed = changed_chunks(ctx, def("session_tags")).await?;
@@ -384,7 +408,6 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
 async fn anomalies(ctx: &SessionContext, plan: &Plan) -> Result<BTreeMap<String, u64>> {
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();
     // The per-message kinds over the messages derived again...
-    create_view(ctx, "snap_turns", "SELECT * FROM d_turns").await?;
     for (kind, n) in transform::anomalies(ctx, transform::MESSAGE_ANOMALIES_SQL).await? {
         let before = plan.prev.anomalies.get(&kind).copied().unwrap_or(0) as i64;
         *counts.entry(kind).or_default() += before + n;
@@ -392,12 +415,12 @@ async fn anomalies(ctx: &SessionContext, plan: &Plan) -> Result<BTreeMap<String,
     // ...minus the same kinds over their previous version.
     let old = transform::etl_context()?;
     old.register_table("snap_sessions", ctx.table_provider("prev_sessions").await?)?;
-    old.register_table("snap_turns", ctx.table_provider("x_prev_turns").await?)?;
+    old.register_table("x_prev_turns", ctx.table_provider("x_prev_turns").await?)?;
     old.register_table("x_prev_other", ctx.table_provider("x_prev_other").await?)?;
     create_view(
         &old,
         "chat_chatmessage",
-        "SELECT message_id AS id, chat_id, message_type, created_at FROM snap_turns
+        "SELECT message_id AS id, chat_id, message_type, created_at FROM x_prev_turns
          UNION ALL SELECT message_id AS id, chat_id, message_type, created_at FROM x_prev_other",
     )
     .await?;

@@ -5,9 +5,9 @@ use sqlx::{Connection, PgConnection, Row};
 
 use crate::error::{Error, Result};
 use crate::pgcopy::CopyDecoder;
-use crate::progress::Progress;
+use crate::progress::{Progress, RowCounter};
 use crate::source::{SESSIONS, SOURCES, SourceTable};
-use crate::stage::Stage;
+use crate::stage::{ClosedFile, Stage, StagedFile};
 
 /// Rows per Arrow batch when decoding.
 const BATCH_ROWS: usize = 64 * 1024;
@@ -56,8 +56,7 @@ pub async fn inspect(conn: &mut PgConnection) -> Result<SourceInfo> {
 }
 
 /// The `COPY ... TO STDOUT (FORMAT binary)` statement for a table.
-/// `min_id_exclusive` is our own watermark (an integer), never user input.
-pub fn copy_statement(table: &SourceTable, info: SourceInfo, min_id_exclusive: Option<i64>) -> String {
+pub fn copy_statement(table: &SourceTable, info: SourceInfo, rows: Rows) -> String {
     let cols: Vec<String> = table
         .columns
         .iter()
@@ -69,7 +68,7 @@ pub fn copy_statement(table: &SourceTable, info: SourceInfo, min_id_exclusive: O
             }
         })
         .collect();
-    let filter = min_id_exclusive.map_or(String::new(), |id| format!(" WHERE id > {id}"));
+    let filter = rows.filter();
     format!(
         "COPY (SELECT {} FROM {}{filter}) TO STDOUT (FORMAT binary)",
         cols.join(", "),
@@ -77,12 +76,226 @@ pub fn copy_statement(table: &SourceTable, info: SourceInfo, min_id_exclusive: O
     )
 }
 
-/// Streams one table into the stage; returns (rows, infinite timestamps).
+/// Which rows of a table to read. The bounds are our own numbers
+/// (integers), never user input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Rows {
+    #[default]
+    All,
+    /// Rows with an id in `(above, up_to]`; with no lower bound, also the
+    /// rows without an id.
+    Ids { above: Option<i64>, up_to: Option<i64> },
+    /// Rows stored in heap pages `[from, to)` (a TID range scan), so that
+    /// connections reading parts of one table each scan only their part.
+    Pages { from: u64, to: Option<u64> },
+}
+
+impl Rows {
+    fn filter(self) -> String {
+        match self {
+            Rows::All
+            | Rows::Ids {
+                above: None,
+                up_to: None,
+            } => String::new(),
+            Rows::Ids {
+                above: Some(a),
+                up_to: None,
+            } => format!(" WHERE id > {a}"),
+            Rows::Ids {
+                above: None,
+                up_to: Some(b),
+            } => format!(" WHERE id <= {b} OR id IS NULL"),
+            Rows::Ids {
+                above: Some(a),
+                up_to: Some(b),
+            } => format!(" WHERE id > {a} AND id <= {b}"),
+            Rows::Pages { from, to: None } => format!(" WHERE ctid >= '({from},0)'"),
+            Rows::Pages { from, to: Some(to) } => format!(" WHERE ctid >= '({from},0)' AND ctid < '({to},0)'"),
+        }
+    }
+}
+
+/// One piece of work of a parallel export.
+#[derive(Debug, Clone, Copy)]
+pub enum Job {
+    /// COPY `rows` of a table into part `part` of its stage.
+    Copy {
+        table: &'static SourceTable,
+        rows: Rows,
+        part: usize,
+    },
+    /// [`message_fingerprint`] up to this id.
+    Fingerprint(i64),
+}
+
+/// What a job found.
+#[derive(Debug)]
+pub enum Done {
+    Copied { file: ClosedFile, infinite: u64 },
+    Fingerprint(u64, String),
+}
+
+/// A transaction that reads the source, on one connection or several
+/// sharing one snapshot (`pg_export_snapshot`), so every table is read as of
+/// the same instant whichever connection reads it.
+pub struct Reader {
+    conns: Vec<PgConnection>,
+    pub info: SourceInfo,
+    /// The transaction's `now()`.
+    pub as_of: chrono::DateTime<chrono::Utc>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("connections", &self.conns.len())
+            .field("as_of", &self.as_of)
+            .finish()
+    }
+}
+
+impl Reader {
+    /// Opens `connections` (at least one) read-only REPEATABLE READ
+    /// transactions on one snapshot.
+    pub async fn open(url: &str, connections: usize) -> Result<Reader> {
+        let mut first = connect(url).await?;
+        let info = inspect(&mut first).await?;
+        sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut first)
+            .await?;
+        let (as_of, snapshot): (chrono::DateTime<chrono::Utc>, String) =
+            sqlx::query_as("SELECT now(), pg_export_snapshot()")
+                .fetch_one(&mut first)
+                .await?;
+        if !snapshot.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(Error::Copy(format!("unexpected snapshot id {snapshot:?}")));
+        }
+        let mut conns = vec![first];
+        for _ in 1..connections.max(1) {
+            let mut c = connect(url).await?;
+            sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .execute(&mut c)
+                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("SET TRANSACTION SNAPSHOT '{snapshot}'")))
+                .execute(&mut c)
+                .await?;
+            conns.push(c);
+        }
+        Ok(Reader { conns, info, as_of })
+    }
+
+    /// Runs the jobs, each connection taking the next one as it gets free
+    /// (so list the longest first), decoding on its own task. Returns what
+    /// each job found, in the order of `jobs`.
+    pub async fn run(&mut self, jobs: &[Job], stage: &Stage, progress: &Progress) -> Result<Vec<Done>> {
+        let mut queue = std::collections::VecDeque::new();
+        for (i, job) in jobs.iter().enumerate() {
+            let file = match job {
+                Job::Copy { table, part, .. } => Some(stage.part(table, *part)?),
+                Job::Fingerprint(_) => None,
+            };
+            queue.push_back((i, *job, file));
+        }
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+        let mut tasks = Vec::new();
+        for mut conn in self.conns.drain(..) {
+            let queue = queue.clone();
+            let info = self.info;
+            let bar = progress.counter();
+            tasks.push(tokio::spawn(async move {
+                let mut done = Vec::new();
+                loop {
+                    let next = queue.lock().expect("queue lock").pop_front();
+                    let Some((i, job, file)) = next else { break };
+                    let result = match job {
+                        Job::Copy { table, rows, .. } => {
+                            let mut file = file.expect("a staged part per copy job");
+                            let infinite = copy_into(&mut conn, table, info, rows, &mut file, &bar).await?;
+                            Done::Copied {
+                                file: file.close()?,
+                                infinite,
+                            }
+                        }
+                        Job::Fingerprint(max_id) => {
+                            let (n, sum) = message_fingerprint(&mut conn, max_id).await?;
+                            Done::Fingerprint(n, sum)
+                        }
+                    };
+                    done.push((i, result));
+                }
+                Ok::<_, Error>((conn, done))
+            }));
+        }
+        let mut results: Vec<Option<Done>> = jobs.iter().map(|_| None).collect();
+        for task in tasks {
+            let (conn, done) = task
+                .await
+                .map_err(|e| Error::Copy(format!("a reader task failed: {e}")))??;
+            self.conns.push(conn);
+            for (i, d) in done {
+                results[i] = Some(d);
+            }
+        }
+        Ok(results.into_iter().map(|d| d.expect("every job ran")).collect())
+    }
+
+    /// Heap pages of a table, and how many connections read.
+    pub async fn pages(&mut self, table: &SourceTable) -> Result<(u64, usize)> {
+        let pages: i64 =
+            sqlx::query_scalar("SELECT pg_relation_size($1::regclass) / current_setting('block_size')::int8")
+                .bind(table.name)
+                .fetch_one(&mut self.conns[0])
+                .await?;
+        Ok((pages.max(0) as u64, self.conns.len()))
+    }
+
+    /// Ends the transactions.
+    pub async fn close(mut self) -> Result<()> {
+        for c in &mut self.conns {
+            sqlx::query("COMMIT").execute(&mut *c).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Streams `rows` of one table into a staged file; returns the infinite
+/// timestamps met.
+async fn copy_into(
+    conn: &mut PgConnection,
+    table: &'static SourceTable,
+    info: SourceInfo,
+    rows: Rows,
+    file: &mut StagedFile,
+    bar: &RowCounter,
+) -> Result<u64> {
+    let kinds: Vec<_> = table.columns.iter().map(|(_, k)| *k).collect();
+    let mut decoder = CopyDecoder::new(table.schema.clone(), &kinds, BATCH_ROWS);
+    let mut batches = Vec::new();
+    let statement = copy_statement(table, info, rows);
+    let mut stream = conn.copy_out_raw(&statement).await?;
+    while let Some(chunk) = stream.next().await {
+        decoder.push(&chunk?, &mut batches)?;
+        for b in batches.drain(..) {
+            bar.rows(b.num_rows() as u64);
+            file.write(&b)?;
+        }
+    }
+    drop(stream);
+    let infinite = decoder.infinite_timestamps();
+    if let Some(b) = decoder.finish()? {
+        bar.rows(b.num_rows() as u64);
+        file.write(&b)?;
+    }
+    Ok(infinite)
+}
+
+/// Streams one table into the stage on one connection; returns (rows,
+/// infinite timestamps).
 pub async fn copy_table(
     conn: &mut PgConnection,
     table: &'static SourceTable,
     info: SourceInfo,
-    min_id_exclusive: Option<i64>,
     stage: &mut Stage,
     progress: &mut Progress,
 ) -> Result<(u64, u64)> {
@@ -90,7 +303,7 @@ pub async fn copy_table(
     let kinds: Vec<_> = table.columns.iter().map(|(_, k)| *k).collect();
     let mut decoder = CopyDecoder::new(table.schema.clone(), &kinds, BATCH_ROWS);
     let mut batches = Vec::new();
-    let statement = copy_statement(table, info, min_id_exclusive);
+    let statement = copy_statement(table, info, Rows::All);
     let mut stream = conn.copy_out_raw(&statement).await?;
     while let Some(chunk) = stream.next().await {
         decoder.push(&chunk?, &mut batches)?;

@@ -5,6 +5,17 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// Counts rows into a [`Progress`] bar from another task.
+#[derive(Debug, Clone)]
+pub struct RowCounter(ProgressBar);
+
+impl RowCounter {
+    /// `n` more rows went through.
+    pub fn rows(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
+
 /// Reports rows as they stream. Every finished step is also logged with
 /// `tracing`, so a nightly job's log tells the same story as the bar.
 #[derive(Debug)]
@@ -51,6 +62,11 @@ impl Progress {
     /// `n` more rows went through.
     pub fn rows(&self, n: u64) {
         self.bar.inc(n);
+    }
+
+    /// A handle that counts rows from other tasks.
+    pub fn counter(&self) -> RowCounter {
+        RowCounter(self.bar.clone())
     }
 
     /// The step ended with `rows` rows.

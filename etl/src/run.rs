@@ -18,10 +18,13 @@
 //!    lower id),
 //! 3. reads only messages above the watermark.
 //!
-//! If the check in 2 fails, the run falls back to reading every message and
-//! says so in its summary. OCS never edits a message's `chat_id`,
-//! `message_type` or `created_at` after insert; an edit of those in place is
-//! the one change an incremental run would not see (`--full` does).
+//! The reads of 2 and 3 and of every other table run at the same time over
+//! `READERS` connections sharing one snapshot ([`postgres::Reader`]).
+//! If the check in 2 fails, the run falls back to reading every message (the
+//! rest of them, in the same snapshot) and says so in its summary. OCS never
+//! edits a message's `chat_id`, `message_type` or `created_at` after insert;
+//! an edit of those in place is the one change an incremental run would not
+//! see (`--full` does).
 //! [`crate::incremental`] then rewrites only the files whose rows changed,
 //! so an incremental snapshot holds the same rows as a full one.
 
@@ -39,7 +42,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::generate::{self, GenOptions};
 use crate::incremental;
-use crate::postgres;
+use crate::postgres::{self, Done, Job, Rows};
 use crate::progress::Progress;
 use crate::source::{MESSAGES, SOURCES, source};
 use crate::stage::Stage;
@@ -126,68 +129,128 @@ pub async fn prepare_data_dir(dir: &DataDir) -> Result<()> {
     })
 }
 
+/// Postgres connections reading the source at the same time.
+const READERS: usize = 2;
+
+/// The source tables other than messages, largest first (the order a
+/// parallel export hands them out in).
+const BY_SIZE: &[&str] = &[
+    "annotations_customtaggeditem",
+    "experiments_experimentsession",
+    "chat_chat",
+    "experiments_participant",
+];
+
 /// Exports OCS Postgres into a new snapshot and makes it current.
 pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summary> {
     let started = Instant::now();
-    let mut conn = postgres::connect(&opts.database_url).await?;
-    let info = postgres::inspect(&mut conn).await?;
+    // Every table at once over several connections sharing one snapshot:
+    // messages (above the previous watermark, with the check of the ones
+    // below it, see the module docs) first, then the rest, largest first.
+    let mut reader = postgres::Reader::open(&opts.database_url, READERS).await?;
+    let (info, as_of) = (reader.info, reader.as_of);
     let dir = &opts.data;
     prepare_data_dir(dir).await?;
     let head = dir.head().await?;
-    let previous = if opts.full {
-        None
-    } else {
-        previous_postgres_manifest(head.as_ref())
+    let mut fallback = None;
+    let previous = match previous_postgres_manifest(head.as_ref()).filter(|_| !opts.full) {
+        Some(prev) => match incremental::usable(dir, &prev) {
+            Ok(prev_dir) => Some((prev, prev_dir)),
+            Err(why) => {
+                fallback = Some(why);
+                None
+            }
+        },
+        None => None,
     };
 
-    sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .execute(&mut conn)
-        .await?;
-    let as_of: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&mut conn).await?;
     let version = DataDir::new_version_name(Utc::now());
     let vdir = dir.version_dir(&version);
     let mut stage = Stage::create(dir.staging_dir(&version))?;
-    let ctx = transform::etl_context()?;
-    let mut source_rows = BTreeMap::new();
-    let mut infinite = 0;
-    for table in SOURCES.iter().filter(|t| t.name != MESSAGES) {
-        let (rows, inf) = postgres::copy_table(&mut conn, table, info, None, &mut stage, progress).await?;
-        source_rows.insert(table.name.to_string(), rows);
-        infinite += inf;
+    let messages = source(MESSAGES);
+    let watermark = previous.as_ref().map(|(prev, _)| prev.watermark.max_id);
+    let mut jobs = Vec::new();
+    match watermark {
+        Some(w) => {
+            jobs.push(Job::Fingerprint(w));
+            jobs.push(Job::Copy {
+                table: messages,
+                rows: Rows::Ids {
+                    above: Some(w),
+                    up_to: None,
+                },
+                part: 0,
+            });
+        }
+        // Every message, an equal share of the heap per connection.
+        None => {
+            let (pages, n) = reader.pages(messages).await?;
+            let share = pages.div_ceil(n as u64);
+            for part in 0..n {
+                jobs.push(Job::Copy {
+                    table: messages,
+                    rows: Rows::Pages {
+                        from: share * part as u64,
+                        to: (part + 1 < n).then_some(share * (part as u64 + 1)),
+                    },
+                    part,
+                });
+            }
+        }
     }
+    let others = BY_SIZE.iter().map(|n| source(n)).chain(
+        SOURCES
+            .iter()
+            .filter(|t| t.name != MESSAGES && !BY_SIZE.contains(&t.name)),
+    );
+    for table in others {
+        jobs.push(Job::Copy {
+            table,
+            rows: Rows::All,
+            part: 0,
+        });
+    }
+    progress.step("reading the source");
+    let mut infinite = 0;
+    let done = reader.run(&jobs, &stage, progress).await?;
+    let fingerprint = absorb(&mut stage, done, &mut infinite);
+    let read_rows: u64 = stage.rows().values().sum();
+    progress.done("read", "all", read_rows);
+
+    let ctx = transform::etl_context()?;
     for table in SOURCES.iter().filter(|t| t.name != MESSAGES) {
         stage.register(&ctx, table, table.name).await?;
     }
-
-    let messages = source(MESSAGES);
-    let mut fallback = None;
     let mut plan = None;
-    if let Some(prev) = &previous {
+    if let Some((prev, prev_dir)) = previous {
         progress.step("comparing with the previous snapshot");
-        match incremental::prepare(&ctx, dir, prev).await? {
-            Ok(p) => {
-                let kept = p.kept()?;
-                let pg = postgres::message_fingerprint(&mut conn, p.watermark()).await?;
-                if kept == pg {
-                    plan = Some(p);
-                } else {
-                    fallback = Some(format!(
-                        "messages up to id {} changed since the last snapshot (now {} rows, snapshot kept {})",
-                        p.watermark(),
-                        pg.0,
-                        kept.0
-                    ));
-                }
-            }
-            Err(why) => fallback = Some(why),
+        let p = incremental::prepare(&ctx, dir, prev, prev_dir).await?;
+        let kept = p.kept()?;
+        let pg = fingerprint.expect("a fingerprint job with every previous snapshot");
+        if kept == pg {
+            plan = Some(p);
+        } else {
+            fallback = Some(format!(
+                "messages up to id {} changed since the last snapshot (now {} rows, snapshot kept {})",
+                p.watermark(),
+                pg.0,
+                kept.0
+            ));
+            // The rest of the messages, in the same snapshot.
+            let rest = [Job::Copy {
+                table: messages,
+                rows: Rows::Ids {
+                    above: None,
+                    up_to: Some(p.watermark()),
+                },
+                part: 1,
+            }];
+            let done = reader.run(&rest, &stage, progress).await?;
+            absorb(&mut stage, done, &mut infinite);
         }
     }
-    let from = plan.as_ref().map(incremental::Plan::watermark);
-    let (rows, inf) = postgres::copy_table(&mut conn, messages, info, from, &mut stage, progress).await?;
-    source_rows.insert(MESSAGES.to_string(), rows);
-    infinite += inf;
-    sqlx::query("COMMIT").execute(&mut conn).await?;
-    drop(conn);
+    reader.close().await?;
+    let source_rows = stage.rows();
 
     let meta = Meta {
         version: version.clone(),
@@ -228,6 +291,22 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
         elapsed: started.elapsed(),
         pruned,
     })
+}
+
+/// Adds the staged files of finished jobs to the stage and their infinite
+/// timestamps to `infinite`; returns the message fingerprint, if one ran.
+fn absorb(stage: &mut Stage, done: Vec<Done>, infinite: &mut u64) -> Option<(u64, String)> {
+    let mut fingerprint = None;
+    for d in done {
+        match d {
+            Done::Copied { file, infinite: n } => {
+                *infinite += n;
+                stage.add(file);
+            }
+            Done::Fingerprint(n, sum) => fingerprint = Some((n, sum)),
+        }
+    }
+    fingerprint
 }
 
 /// The last snapshot this data directory got from Postgres, if an
