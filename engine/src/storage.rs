@@ -657,14 +657,22 @@ fn sync_path(path: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("syncing {}", path.display()), e))
 }
 
-/// fsyncs every file and folder under `path`.
+/// fsyncs every folder under `path` and every file written there: a file
+/// with more than one link was hard-linked from a published version, whose
+/// publication synced it (syncing the folders makes the new links durable).
 fn sync_tree(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let entries = std::fs::read_dir(path).map_err(|e| Error::io(format!("listing {}", path.display()), e))?;
     for entry in entries {
         let p = entry
             .map_err(|e| Error::io(format!("listing {}", path.display()), e))?
             .path();
-        if p.is_dir() { sync_tree(&p)? } else { sync_path(&p)? }
+        let meta = std::fs::metadata(&p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
+        if meta.is_dir() {
+            sync_tree(&p)?
+        } else if meta.nlink() == 1 {
+            sync_path(&p)?
+        }
     }
     sync_path(path)
 }

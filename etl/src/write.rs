@@ -3,7 +3,7 @@
 //! of a data directory (a local folder or an object store: buffered,
 //! multipart uploads through `object_store`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,8 +18,10 @@ use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Rows per row group: small enough that a 30-day window over a year of
 /// data skips most groups, large enough to keep per-group overhead low.
@@ -150,11 +152,46 @@ fn properties(def: &TableDef) -> WriterProperties {
         .build()
 }
 
+/// Files encoded at the same time, each on a task of its own, while the
+/// sorted rows stream on: Parquet encoding and compression, not the sort,
+/// is most of a write.
+const ENCODERS: usize = 2;
+
+/// A file being written: its rows go to the task that encodes them.
 struct TeamFile {
     chunk: Chunk,
     part: usize,
     rows: usize,
-    writer: AsyncArrowWriter<BufWriter>,
+    rows_to: mpsc::Sender<RecordBatch>,
+    encoder: JoinHandle<Result<()>>,
+}
+
+impl TeamFile {
+    async fn write(mut self, batch: RecordBatch) -> Result<Self> {
+        self.rows += batch.num_rows();
+        if self.rows_to.send(batch).await.is_err() {
+            // The encoder stopped early: its error says why.
+            drop(self.rows_to);
+            finish(self.encoder).await?;
+            return Err(Error::io(
+                "encoding a snapshot file",
+                std::io::Error::other("the encoder stopped"),
+            ));
+        }
+        Ok(self)
+    }
+
+    /// No more rows: the encoder closes the file.
+    fn close(self) -> JoinHandle<Result<()>> {
+        drop(self.rows_to);
+        self.encoder
+    }
+}
+
+async fn finish(encoder: JoinHandle<Result<()>>) -> Result<()> {
+    encoder
+        .await
+        .map_err(|e| Error::io("encoding a snapshot file", std::io::Error::other(e)))?
 }
 
 /// The folder of a team's files (or the table's, if unpartitioned).
@@ -180,6 +217,7 @@ pub async fn write_table(df: DataFrame, def: &TableDef, version: &VersionDir) ->
     let mut links = SessionLinks::for_table(def);
     let props = properties(def);
     let mut current: Option<TeamFile> = None;
+    let mut closing: VecDeque<JoinHandle<Result<()>>> = VecDeque::new();
     let mut total = 0u64;
     let open = |chunk: Chunk, part: usize| -> Result<TeamFile> {
         let name = match chunk.month {
@@ -190,12 +228,21 @@ pub async fn write_table(df: DataFrame, def: &TableDef, version: &VersionDir) ->
             version.data().store().clone(),
             version.path(def.name, chunk.team, &name),
         );
-        let writer = AsyncArrowWriter::try_new(sink, def.schema.clone(), Some(props.clone()))?;
+        let mut writer = AsyncArrowWriter::try_new(sink, def.schema.clone(), Some(props.clone()))?;
+        let (rows_to, mut rows) = mpsc::channel::<RecordBatch>(4);
+        let encoder = tokio::spawn(async move {
+            while let Some(batch) = rows.recv().await {
+                writer.write(&batch).await?;
+            }
+            writer.close().await?;
+            Ok(())
+        });
         Ok(TeamFile {
             chunk,
             part,
             rows: 0,
-            writer,
+            rows_to,
+            encoder,
         })
     };
     while let Some(batch) = stream.next().await {
@@ -210,23 +257,21 @@ pub async fn write_table(df: DataFrame, def: &TableDef, version: &VersionDir) ->
                 Some(f) if f.chunk == chunk && f.rows < FILE_ROWS => f,
                 Some(f) => {
                     let part = if f.chunk == chunk { f.part + 1 } else { 0 };
-                    f.writer.close().await?;
+                    closing.push_back(f.close());
+                    while closing.len() > ENCODERS {
+                        finish(closing.pop_front().expect("an encoder")).await?;
+                    }
                     open(chunk, part)?
                 }
                 None => open(chunk, 0)?,
             };
-            let mut f = next;
-            f.rows += piece.num_rows();
-            f.writer.write(&piece).await?;
-            current = Some(f);
+            current = Some(next.write(piece).await?);
         }
     }
     match current {
-        Some(f) => {
-            f.writer.close().await?;
-        }
-        None if !def.partitioned => {
-            // An empty unpartitioned table still gets its (empty) file.
+        Some(f) => closing.push_back(f.close()),
+        // An empty unpartitioned table still gets its (empty) file.
+        None if !def.partitioned => closing.push_back(
             open(
                 Chunk {
                     team: None,
@@ -234,11 +279,12 @@ pub async fn write_table(df: DataFrame, def: &TableDef, version: &VersionDir) ->
                 },
                 0,
             )?
-            .writer
-            .close()
-            .await?;
-        }
+            .close(),
+        ),
         None => {}
+    }
+    for encoder in closing {
+        finish(encoder).await?;
     }
     Ok(total)
 }
