@@ -1,17 +1,17 @@
 -- bot-performance: one row per listed chatbot, zero activity included.
 -- Sorting and paging happen in Rust (a handful of rows, exact rules).
--- A session counts once, on its first row in the window (`prev_at` NULL or
--- before it); its chatbot, participant and length are on every row.
+-- A session counts once, on its first row in the window
+-- (`first_in_window`); its chatbot, participant and length are on every row.
 WITH per_bot AS (
     SELECT chatbot_id,
-           count(*) FILTER (WHERE prev_at IS NULL OR prev_at < $start) AS sessions,
+           count(*) FILTER (WHERE first_in_window) AS sessions,
            count(DISTINCT participant_id) AS participants,
            sum(human + ai) AS messages,
-           count(*) FILTER (WHERE (prev_at IS NULL OR prev_at < $start) AND session_length_us IS NOT NULL)
+           count(*) FILTER (WHERE first_in_window AND session_length_us IS NOT NULL)
                AS completed,
            -- Integer microseconds: an exact sum whatever the row order, so
            -- every plan (raw or rollup, any partitioning) gives the same mean.
-           sum(session_length_us) FILTER (WHERE prev_at IS NULL OR prev_at < $start) AS ended_us
+           sum(session_length_us) FILTER (WHERE first_in_window) AS ended_us
     FROM f_activity
     WHERE created_at >= $start AND created_at < $end
     GROUP BY chatbot_id

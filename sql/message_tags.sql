@@ -1,5 +1,9 @@
--- tag-analytics: turns in the window carrying each tag.
-SELECT t.tag_id, t.name, t.category, count(DISTINCT mt.message_id) AS count
-FROM f_message_tags mt JOIN tags t ON t.tag_id = mt.tag_id
-WHERE mt.created_at >= $start AND mt.created_at < $end
-GROUP BY t.tag_id, t.name, t.category
+-- tag-analytics: turns in the window carrying each tag. A (tag, turn) pair
+-- is one row of message_tags, so the rows are the distinct turns; the
+-- counts are taken per tag id before the tag's name is joined.
+SELECT t.tag_id, t.name, t.category, c.count
+FROM (SELECT tag_id, count(*) AS count
+      FROM f_message_tags
+      WHERE created_at >= $start AND created_at < $end
+      GROUP BY tag_id) c
+JOIN tags t ON t.tag_id = c.tag_id

@@ -1,16 +1,16 @@
 -- overview: one row. f_* are the team's tables with the request's chatbot
 -- and channel filters applied; f_activity holds turn activity (one row per
 -- turn, or per session and 15-minute slot from the rollup) with `human` and
--- `ai` turn counts, the session's length (NULL while open) and `prev_at`,
--- the session's previous row; $start/$end bound the window [start, end).
--- A session is counted once, on its first row in the window (`prev_at`
--- NULL or before the window), so no per-session grouping is needed; its
--- chatbot and participant are the same on every row.
+-- `ai` turn counts, the session's length (NULL while open) and
+-- `first_in_window`, true on the session's first row in the window;
+-- $start/$end bound the window [start, end). A session is counted once, on
+-- that row, so no per-session grouping is needed; its chatbot and
+-- participant are the same on every row.
 WITH act AS (
-    SELECT count(*) FILTER (WHERE prev_at IS NULL OR prev_at < $start) AS active_sessions,
+    SELECT count(*) FILTER (WHERE first_in_window) AS active_sessions,
            count(DISTINCT chatbot_id) AS active_chatbots,
            count(DISTINCT CASE WHEN human > 0 THEN participant_id END) AS active_participants,
-           count(*) FILTER (WHERE (prev_at IS NULL OR prev_at < $start) AND session_length_us IS NOT NULL)
+           count(*) FILTER (WHERE first_in_window AND session_length_us IS NOT NULL)
                AS completed_sessions,
            sum(human) AS human_messages,
            sum(ai) AS ai_messages

@@ -3,7 +3,7 @@
 -- whose first bucket may start earlier, or in another bucket), and the
 -- distinct human authors.
 SELECT bucket(created_at) AS b,
-       count(*) FILTER (WHERE prev_at IS NULL OR prev_at < $start OR bucket(prev_at) <> bucket(created_at))
+       count(*) FILTER (WHERE first_in_window OR bucket(prev_at) <> bucket(created_at))
            AS active_sessions,
        count(DISTINCT CASE WHEN human > 0 THEN participant_id END) AS active_participants
 FROM f_activity

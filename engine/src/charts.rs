@@ -12,6 +12,7 @@ use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMi
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{col, lit};
 use datafusion::prelude::SessionContext;
+use futures::try_join;
 use serde::Serialize;
 
 use crate::buckets::Buckets;
@@ -260,15 +261,13 @@ pub async fn compute(ctx: &SessionContext, chart: Chart, f: &Filters, o: &Option
             )
         }
         Chart::SessionAnalytics => {
-            let act = q
-                .series(
+            let (act, started) = try_join!(
+                q.series(
                     include_str!("../../sql/session_activity.sql"),
                     &["active_sessions", "active_participants"],
-                )
-                .await?;
-            let started = q
-                .series(include_str!("../../sql/sessions_started.sql"), &["sessions_started"])
-                .await?;
+                ),
+                q.series(include_str!("../../sql/sessions_started.sql"), &["sessions_started"]),
+            )?;
             ChartData::SessionAnalytics(
                 q.names()
                     .enumerate()
@@ -318,9 +317,7 @@ struct Query<'a> {
 impl<'a> Query<'a> {
     fn new(ctx: &'a SessionContext, f: &Filters) -> Self {
         let (start, end) = f.window();
-        let ts = |t: DateTime<chrono_tz::Tz>| {
-            ScalarValue::TimestampMicrosecond(Some(t.timestamp_micros()), Some("UTC".into()))
-        };
+        let ts = |t: DateTime<chrono_tz::Tz>| crate::snapshot::utc_micros(t.timestamp_micros());
         let buckets = Buckets::new(f);
         ctx.register_udf(buckets.udf());
         Query {
@@ -556,8 +553,12 @@ async fn participant_names(q: &Query<'_>, ids: Vec<i64>) -> Result<std::collecti
 }
 
 async fn user_engagement(q: &Query<'_>, o: &Options) -> Result<UserEngagement> {
+    let (participants, sessions) = try_join!(
+        q.rows(include_str!("../../sql/engagement.sql")),
+        q.rows(include_str!("../../sql/session_lengths.sql")),
+    )?;
     let mut rows = Vec::new();
-    for b in q.rows(include_str!("../../sql/engagement.sql")).await? {
+    for b in participants {
         let (ids, msgs, sess, last) = (
             ints(&b, "participant_id")?,
             ints(&b, "total_messages")?,
@@ -591,7 +592,7 @@ async fn user_engagement(q: &Query<'_>, o: &Options) -> Result<UserEngagement> {
             .collect()
     };
     let mut lengths = Vec::new();
-    for b in q.rows(include_str!("../../sql/session_lengths.sql")).await? {
+    for b in sessions {
         lengths.extend(floats(&b, "minutes")?.into_iter().flatten());
     }
     lengths.sort_by(f64::total_cmp);
@@ -649,8 +650,12 @@ pub fn percentile_cont(v: &[f64], p: f64) -> Option<f64> {
 }
 
 async fn channel_breakdown(q: &Query<'_>) -> Result<ChannelBreakdown> {
+    let (by_platform, t) = try_join!(
+        q.rows(include_str!("../../sql/channel_breakdown.sql")),
+        q.rows(include_str!("../../sql/channel_totals.sql")),
+    )?;
     let mut platforms = Vec::new();
-    for b in q.rows(include_str!("../../sql/channel_breakdown.sql")).await? {
+    for b in by_platform {
         let (p, s, parts) = (
             strings(&b, "platform")?,
             ints(&b, "sessions")?,
@@ -669,7 +674,6 @@ async fn channel_breakdown(q: &Query<'_>) -> Result<ChannelBreakdown> {
             });
         }
     }
-    let t = q.rows(include_str!("../../sql/channel_totals.sql")).await?;
     let totals = ChannelTotals {
         sessions: platforms.iter().map(|r| r.sessions).sum(),
         participants: ints(&t[0], "participants")?[0],
@@ -734,10 +738,14 @@ async fn tag_counts(q: &Query<'_>, sql: &str) -> Result<Vec<TagCategory>> {
 }
 
 async fn tag_analytics(q: &Query<'_>) -> Result<TagAnalytics> {
-    let total = q.rows(include_str!("../../sql/tagged_messages.sql")).await?;
+    let (message_tags, session_tags, total) = try_join!(
+        tag_counts(q, include_str!("../../sql/message_tags.sql")),
+        tag_counts(q, include_str!("../../sql/session_tags.sql")),
+        q.rows(include_str!("../../sql/tagged_messages.sql")),
+    )?;
     Ok(TagAnalytics {
-        message_tags: tag_counts(q, include_str!("../../sql/message_tags.sql")).await?,
-        session_tags: tag_counts(q, include_str!("../../sql/session_tags.sql")).await?,
+        message_tags,
+        session_tags,
         total_tagged_messages: ints(&total[0], "total_tagged_messages")?[0],
     })
 }

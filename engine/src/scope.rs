@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use datafusion::common::ScalarValue;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
 use datafusion::execution::runtime_env::RuntimeEnv;
@@ -18,7 +17,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::Result;
 use crate::filters::Filters;
-use crate::snapshot::{TableDef, VersionDir, register_object_store, table};
+use crate::snapshot::{TableDef, VersionDir, register_object_store, table, utc_micros};
 
 /// The team-scoped tables charts read.
 pub const TEAM_TABLES: &[&str] = &[
@@ -79,13 +78,17 @@ pub enum Activity {
 /// of `version` and the filtered views `f_chatbots`, `f_sessions`, `f_message_tags`,
 /// `f_session_tags`, and `f_activity`: turn activity with columns
 /// `session_id, chatbot_id, participant_id, platform, created_at, human, ai,
-/// last_human_at, session_length_us, prev_at, prev_human_at`, one row per
-/// turn or per slot depending on `activity`. `prev_at` is the time of the
-/// session's previous row and `prev_human_at` that of its previous row with
-/// a human turn (NULL for none; over raw turns only rows inside the window
-/// count), so a row is its session's first in the window when `prev_at` is
-/// NULL or before `$start`, and first in its bucket when it is first in the
-/// window or `bucket(prev_at) <> bucket(created_at)`.
+/// last_human_at, session_length_us, prev_at, prev_human_at, first_in_window,
+/// first_human_in_window`, one row per turn or per slot depending on
+/// `activity`. `prev_at` is the time of the session's previous row and
+/// `prev_human_at` that of its previous row with a human turn (NULL for none;
+/// over raw turns only rows inside the window count). `first_in_window` is
+/// true on the session's first row in the window (`prev_at` NULL or before
+/// the window's start) and `first_human_in_window` on its first row there
+/// with a human turn (the same test on `prev_human_at`), so a chart counts
+/// each session once with a filter instead of a per-session grouping; a row
+/// is its session's first in a bucket when it is first in the window or
+/// `bucket(prev_at) <> bucket(created_at)`.
 pub async fn team_scope(
     ctx: SessionContext,
     version: &VersionDir,
@@ -116,6 +119,11 @@ pub async fn team_scope(
     };
     let platforms = in_list("platform", filters.channels.iter().map(|p| lit(p.as_str())).collect());
     let listed = !col("is_archived");
+    let (start, end) = filters.window();
+    let (start, end) = (
+        lit(utc_micros(start.timestamp_micros())),
+        lit(utc_micros(end.timestamp_micros())),
+    );
     let activity_view = match activity {
         Activity::Raw => {
             // The window's turns first, so that the date pushdown prunes, and
@@ -123,18 +131,12 @@ pub async fn team_scope(
             // previous turn before the window and none at all both make a
             // turn its session's first in the window, so the charts' tests
             // read the same.
-            let (start, end) = filters.window();
-            let ts = |t: i64| lit(ScalarValue::TimestampMicrosecond(Some(t), Some("UTC".into())));
             let turns = ctx
                 .table("turns")
                 .await?
                 .filter(bots.clone())?
                 .filter(platforms.clone())?
-                .filter(
-                    col("created_at")
-                        .gt_eq(ts(start.timestamp_micros()))
-                        .and(col("created_at").lt(ts(end.timestamp_micros()))),
-                )?;
+                .filter(col("created_at").gt_eq(start.clone()).and(col("created_at").lt(end)))?;
             ctx.register_table("w_turns", turns.into_view())?;
             ctx.sql(include_str!("../../sql/raw_activity.sql")).await?
         }
@@ -157,6 +159,10 @@ pub async fn team_scope(
                 col("prev_human_slot").alias("prev_human_at"),
             ])?,
     };
+    let first = |prev: &str| col(prev).is_null().or(col(prev).lt(start.clone()));
+    let activity_view = activity_view
+        .with_column("first_in_window", first("prev_at"))?
+        .with_column("first_human_in_window", first("prev_human_at"))?;
     ctx.register_table("f_activity", activity_view.into_view())?;
     let views: [(&str, &str, Vec<Expr>); 4] = [
         ("f_chatbots", "chatbots", vec![listed, bots.clone()]),

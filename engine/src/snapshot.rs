@@ -30,6 +30,7 @@ use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Utc};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::common::ScalarValue;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
 use datafusion::prelude::SessionContext;
@@ -44,6 +45,11 @@ pub const TEAM_COLUMN: &str = "team_id";
 /// The data type of every timestamp in a snapshot: UTC microseconds.
 pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// A UTC timestamp of the snapshot's type, from microseconds since the epoch.
+pub fn utc_micros(micros: i64) -> ScalarValue {
+    ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()))
 }
 
 /// One table of a snapshot.

@@ -46,12 +46,11 @@ use std::sync::Arc;
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
-use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext, col, lit};
 use ocs_dash_engine::snapshot::{
     DataDir, Manifest, MessageWatermark, RollupCoverage, TABLES, TEAM_COLUMN, TableDef, VersionDir, register_all,
-    table, timestamp_type,
+    table, timestamp_type, utc_micros,
 };
 
 use crate::error::{Error, Result};
@@ -266,9 +265,11 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
     .await?;
     register_chunks(ctx, "a_prev_turns", turns, &plan.prev_dir, &a_turns).await?;
     let rows = ctx
-        .sql(&format!(
-            "SELECT team_id, {turn_cols} FROM a_prev_turns WHERE chat_id NOT IN (SELECT chat_id FROM x_chats)
-             UNION ALL SELECT team_id, {turn_cols} FROM d_turns"
+        .sql(&kept_and_new(
+            &turn_cols,
+            "a_prev_turns",
+            "chat_id NOT IN (SELECT chat_id FROM x_chats)",
+            "d_turns",
         ))
         .await?;
     write_chunks(rows, turns, &a_turns, &plan.prev_dir, version).await?;
@@ -296,20 +297,22 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
     create_view(
         ctx,
         "snap_turns",
-        &format!(
-            "SELECT team_id, {turn_cols} FROM prev_turns
-                 WHERE session_id IN (SELECT session_id FROM d_turns)
-                   AND chat_id NOT IN (SELECT chat_id FROM x_chats)
-             UNION ALL SELECT team_id, {turn_cols} FROM d_turns"
+        &kept_and_new(
+            &turn_cols,
+            "prev_turns",
+            "session_id IN (SELECT session_id FROM d_turns) AND chat_id NOT IN (SELECT chat_id FROM x_chats)",
+            "d_turns",
         ),
     )
     .await?;
     create_view(ctx, "d_slots", transform::TURN_SLOTS_SQL).await?;
     let slot_cols = columns(slots_def);
     let slots = ctx
-        .sql(&format!(
-            "SELECT team_id, {slot_cols} FROM a_prev_slots WHERE session_id NOT IN (SELECT session_id FROM t_sessions)
-             UNION ALL SELECT team_id, {slot_cols} FROM d_slots"
+        .sql(&kept_and_new(
+            &slot_cols,
+            "a_prev_slots",
+            "session_id NOT IN (SELECT session_id FROM t_sessions)",
+            "d_slots",
         ))
         .await?;
     write_chunks(slots, slots_def, &a_slots, &plan.prev_dir, version).await?;
@@ -462,6 +465,12 @@ impl Step {
 }
 
 /// The table's file columns, comma-separated.
+/// The rows of `kept` that `keep` holds on to, then every row of `new`: a
+/// rewritten table's rows, `team_id` first and then `cols`.
+fn kept_and_new(cols: &str, kept: &str, keep: &str, new: &str) -> String {
+    format!("SELECT team_id, {cols} FROM {kept} WHERE {keep} UNION ALL SELECT team_id, {cols} FROM {new}")
+}
+
 fn columns(def: &TableDef) -> String {
     def.schema
         .fields()
@@ -671,7 +680,7 @@ async fn write_changed(
     version: &VersionDir,
 ) -> Result<()> {
     let name = def.name;
-    let ts = |v: i64| lit(ScalarValue::TimestampMicrosecond(Some(v), Some("UTC".into())));
+    let ts = |v: i64| lit(utc_micros(v));
     // Rows of the changed teams (and months).
     let mut keep = lit(false);
     for chunk in changed {

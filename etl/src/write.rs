@@ -3,6 +3,7 @@
 //! of a data directory (a local folder or an object store: buffered,
 //! multipart uploads through `object_store`).
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -344,17 +345,21 @@ impl SessionLinks {
                 self.last.clear();
             }
             let at = slot.value(i);
-            let (p, ph) = match self.last.get(&session.value(i)) {
-                Some(&(last, last_human)) => (Some(last), last_human),
-                None => (
-                    given.is_valid(i).then(|| given.value(i)),
-                    given_human.is_valid(i).then(|| given_human.value(i)),
-                ),
+            let through = |ph: Option<i64>| (at, if human.value(i) > 0 { Some(at) } else { ph });
+            let (p, ph) = match self.last.entry(session.value(i)) {
+                Entry::Occupied(mut seen) => {
+                    let (last, last_human) = *seen.get();
+                    seen.insert(through(last_human));
+                    (Some(last), last_human)
+                }
+                Entry::Vacant(first) => {
+                    let ph = given_human.is_valid(i).then(|| given_human.value(i));
+                    first.insert(through(ph));
+                    (given.is_valid(i).then(|| given.value(i)), ph)
+                }
             };
             prev.push(p);
             prev_human.push(ph);
-            let through_human = if human.value(i) > 0 { Some(at) } else { ph };
-            self.last.insert(session.value(i), (at, through_human));
         }
         let zone: Option<Arc<str>> = Some("UTC".into());
         let mut cols = batch.columns().to_vec();
