@@ -66,7 +66,7 @@ if [ -z "$db" ]; then
     "$bin" generate --database-url "$pg/$db" --scale "$scale" --seed 42
     rm -rf "$data"
   fi
-  if [ ! -e "$data/CURRENT" ]; then
+  if [ ! -d "$data/manifests" ]; then
     echo "== ETL of $db into $data" >&2
     "$bin" etl --full --database-url "$pg/$db" --data "$data"
   fi
