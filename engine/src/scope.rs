@@ -32,13 +32,18 @@ pub const TEAM_TABLES: &[&str] = &[
 ];
 
 /// The DataFusion configuration of every engine query.
+///
+/// Parquet filter pushdown (evaluating predicates while decoding) stays off,
+/// DataFusion's default: the date window, the team and the filters still
+/// prune files, row groups and pages by their statistics (`tests/pushdown.rs`),
+/// and what survives that pruning mostly matches (a window covers whole
+/// pages), so filtering rows after decoding is cheaper. Measured at scale m,
+/// largest team: the session lengths of 365 days 32 -> 15 ms, sessions
+/// started 17 -> 8 ms, user engagement 45 -> 40 ms, and no query slower,
+/// with or without a chatbot or channel filter.
 pub fn engine_config() -> SessionConfig {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut config = SessionConfig::new().with_target_partitions(threads);
-    let parquet = &mut config.options_mut().execution.parquet;
-    parquet.pushdown_filters = true;
-    parquet.reorder_filters = true;
-    config
+    SessionConfig::new().with_target_partitions(threads)
 }
 
 /// A fresh query context on `runtime`. Sharing one runtime between queries
@@ -59,7 +64,11 @@ pub fn register_team_table(ctx: &SessionContext, version: &VersionDir, team_id: 
     let config = ListingTableConfig::new(version.team_url(def.name, team_id)?)
         .with_listing_options(opts)
         .with_schema(def.schema.clone());
-    ctx.register_table(def.name, Arc::new(ListingTable::try_new(config)?))?;
+    // The runtime's statistics cache: without it every scan derives each
+    // file's statistics from its footer again (most of a chart's planning
+    // time); files of a version never change, so entries never go stale.
+    let stats = ctx.runtime_env().cache_manager.get_file_statistic_cache();
+    ctx.register_table(def.name, Arc::new(ListingTable::try_new(config)?.with_cache(stats)))?;
     Ok(())
 }
 
