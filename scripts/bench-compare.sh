@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The comparative benchmark (issue #5): ocs-dash vs DuckDB vs Postgres on the
 # same generated data set, the ETL vs the raw COPY floor, and the server
-# under wrk. See benches/compare.rs and the README's "Benchmarks" section.
+# under oha. See benches/compare.rs and the README's "Benchmarks" section.
 #
 #   bash scripts/bench-compare.sh [--scale m] [--db NAME --data DIR] [--reps 7]
 #                                 [--only charts,etl,http] [any other flag of benches/compare.rs]
@@ -15,8 +15,10 @@
 #
 # Needs: PostgreSQL reachable at $OCS_DASH_BENCH_PG (default
 # postgres://postgres@127.0.0.1:5432, and the createdb/dropdb/psql clients),
-# python3 with venv, wrk (installed with apt-get when missing and run as
-# root). DuckDB comes from PyPI into .venv-bench/. Builds in release mode.
+# python3 with venv. DuckDB comes from PyPI into .venv-bench/, the load
+# generator oha from crates.io into $target/oha (with the system's OpenSSL,
+# Debian's libssl-dev, rather than building aws-lc: a few minutes, once).
+# Builds in release mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +31,7 @@ while [ $# -gt 0 ]; do
     --scale) scale=$2; shift 2 ;;
     --db) db=$2; shift 2 ;;
     --data) data=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) pass+=("$1" "$2"); shift 2 ;;
   esac
 done
@@ -48,12 +50,14 @@ if ! .venv-bench/bin/python -c "import duckdb, sys; sys.exit(duckdb.__version__ 
   .venv-bench/bin/pip install --quiet "duckdb==$duckdb_version"
 fi
 
-if ! command -v wrk >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-  else
-    echo "wrk is missing: apt-get install wrk" >&2; exit 1
+oha_version=1.16.0
+oha=$target/oha/bin/oha
+if ! "$oha" --version 2>/dev/null | grep -qF "$oha_version"; then
+  echo "== oha $oha_version into $target/oha" >&2
+  if [ "$(id -u)" = 0 ] && ! dpkg -s libssl-dev >/dev/null 2>&1; then
+    apt-get install -y -qq libssl-dev pkg-config >/dev/null
   fi
+  cargo install --quiet --locked --no-default-features --features native-tls oha --version "$oha_version" --root "$target/oha"
 fi
 
 if [ -z "$db" ]; then
@@ -76,4 +80,4 @@ fi
 
 echo "== benchmark (database $db, snapshot $data)" >&2
 cargo bench --bench compare -- --scale "$scale" --db "$db" --data "$data" --pg "$pg" \
-  --python .venv-bench/bin/python --bin "$bin" --work "$target/bench-compare" "${pass[@]}"
+  --python .venv-bench/bin/python --bin "$bin" --oha "$oha" --work "$target/bench-compare" "${pass[@]}"
