@@ -226,7 +226,12 @@ fn machine(args: &Args, duckdb: &str, postgres: &str) -> String {
         .unwrap_or(0);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let ours = command_output(Command::new(&args.bin).arg("--version")).unwrap_or_else(|| "ocs-dash ?".into());
-    let commit = command_output(Command::new("git").args(["rev-parse", "--short", "HEAD"])).unwrap_or_default();
+    let mut commit = command_output(Command::new("git").args(["rev-parse", "--short", "HEAD"])).unwrap_or_default();
+    // Tracked files changed since that commit: the binary measured is not exactly it.
+    let changed = command_output(Command::new("git").args(["status", "--porcelain", "--untracked-files=no"]));
+    if changed.is_some_and(|c| !c.is_empty()) {
+        commit.push_str(" with uncommitted changes");
+    }
     let kernel = command_output(Command::new("uname").arg("-r")).unwrap_or_default();
     format!(
         "{cpu}, {cores} cores, {:.1} GiB RAM, Linux {kernel}; {ours} (commit {commit}, {} build), \
