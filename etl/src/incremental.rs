@@ -54,6 +54,7 @@ use ocs_dash_engine::snapshot::{
 };
 
 use crate::error::{Error, Result};
+use crate::slots;
 use crate::transform::{self, Transformed, create_view};
 use crate::write::{Chunk, chunk_column, chunk_dir, file_month, month_of, month_start, write_table};
 
@@ -305,7 +306,11 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
         ),
     )
     .await?;
-    create_view(ctx, "d_slots", transform::TURN_SLOTS_SQL).await?;
+    ctx.deregister_table("d_slots")?;
+    ctx.register_table(
+        "d_slots",
+        Arc::new(slots::rollup_table(ctx.table("snap_turns").await?).await?),
+    )?;
     let slot_cols = columns(slots_def);
     let slots = ctx
         .sql(&kept_and_new(
@@ -629,7 +634,7 @@ async fn register_chunks(
 /// chunk of the table from the previous version.
 async fn write_chunks(
     df: DataFrame,
-    def: &TableDef,
+    def: &'static TableDef,
     chunks: &BTreeSet<Chunk>,
     prev_dir: &Path,
     version: &VersionDir,
@@ -674,7 +679,7 @@ async fn changed_chunks(ctx: &SessionContext, def: &TableDef) -> Result<BTreeSet
 /// (`snap_<table>`) and links the others.
 async fn write_changed(
     ctx: &SessionContext,
-    def: &TableDef,
+    def: &'static TableDef,
     changed: &BTreeSet<Chunk>,
     prev_dir: &Path,
     version: &VersionDir,

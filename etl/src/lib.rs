@@ -16,6 +16,7 @@ pub mod postgres;
 pub mod progress;
 pub mod rollup;
 pub mod run;
+pub mod slots;
 pub mod source;
 pub mod stage;
 pub mod transform;

@@ -14,8 +14,8 @@ use datafusion::prelude::{col, lit};
 use ocs_dash_engine::snapshot::{DataDir, Manifest, RollupCoverage, register_table, table};
 
 use crate::error::Result;
+use crate::slots::write_rollup;
 use crate::transform::etl_context;
-use crate::write::write_table;
 
 const ROLLUP: &str = "turn_slots";
 
@@ -38,14 +38,16 @@ pub async fn rebuild(dir: &DataDir, coverage: RollupCoverage, keep: usize) -> Re
             Some("UTC".into()),
         ))
     };
-    let mut df = ctx.sql(crate::transform::TURN_SLOTS_SQL).await?;
+    // Days start on a slot boundary: a slot lies in the coverage exactly
+    // when its turns do.
+    let mut df = ctx.table("snap_turns").await?;
     if let Some(from) = coverage.from {
-        df = df.filter(col("slot").gt_eq(micros(from)))?;
+        df = df.filter(col("created_at").gt_eq(micros(from)))?;
     }
     if let Some(to) = coverage.to {
-        df = df.filter(col("slot").lt(micros(to + Days::new(1))))?;
+        df = df.filter(col("created_at").lt(micros(to + Days::new(1))))?;
     }
-    let rows = write_table(df, table(ROLLUP).expect("rollup table"), &dst).await?;
+    let rows = write_rollup(df, &dst).await?;
 
     let mut manifest = old.clone();
     manifest.version = version.clone();

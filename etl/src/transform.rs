@@ -24,14 +24,20 @@ use ocs_dash_engine::snapshot::{self, VersionDir, register_table};
 use crate::error::Result;
 
 /// Memory the ETL's queries may hold before sorts and aggregations spill to disk.
-const ETL_MEMORY: usize = 4 << 30;
+const ETL_MEMORY: usize = 8 << 30;
+
+/// A sort whose buffered rows stay under this is done in one piece
+/// (concatenate, sort, take) instead of sorting every batch and merging
+/// them: a sixth less time for `turns` at scale m.
+const SORT_IN_PLACE: usize = 512 << 20;
 
 /// A DataFusion context for the ETL: bounded memory, spilling sorts.
 pub fn etl_context() -> Result<SessionContext> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let config = SessionConfig::new()
+    let mut config = SessionConfig::new()
         .with_target_partitions(threads)
         .with_information_schema(false);
+    config.options_mut().execution.sort_in_place_threshold_bytes = SORT_IN_PLACE;
     // A fair pool: spillable operators (hash aggregates, sorts) share it
     // evenly and spill, leaving room for the merge phase that cannot; the
     // greedy pool let aggregates take it all and failed the merge at scale m.
@@ -41,19 +47,14 @@ pub fn etl_context() -> Result<SessionContext> {
     Ok(SessionContext::new_with_config_rt(config, runtime))
 }
 
-/// The table SQL, in writing order. Later queries read earlier outputs back
-/// from the new snapshot as `snap_<table>`.
-const STEPS: &[(&str, &str)] = &[
+/// The SQL of the tables every later step reads, in writing order. Later
+/// queries read earlier outputs back from the new snapshot as `snap_<table>`.
+const FIRST: &[(&str, &str)] = &[
     ("teams", TEAMS_SQL),
     ("chatbots", CHATBOTS_SQL),
     ("participants", PARTICIPANTS_SQL),
     ("tags", TAGS_SQL),
     ("sessions", SESSIONS_SQL),
-    ("turns", TURNS_SQL),
-    ("turn_slots", TURN_SLOTS_SQL),
-    ("_other_messages", OTHER_MESSAGES_SQL),
-    ("message_tags", MESSAGE_TAGS_SQL),
-    ("session_tags", SESSION_TAGS_SQL),
 ];
 
 pub const TEAMS_SQL: &str = include_str!("../sql/teams.sql");
@@ -63,8 +64,6 @@ pub const TAGS_SQL: &str = include_str!("../sql/tags.sql");
 pub const SESSIONS_SQL: &str = include_str!("../sql/sessions.sql");
 /// Turns of the messages in `chat_chatmessage`, from `snap_sessions`.
 pub const TURNS_SQL: &str = include_str!("../sql/turns.sql");
-/// The rollup query over `snap_turns` (also used by [`crate::rollup`]).
-pub const TURN_SLOTS_SQL: &str = include_str!("../sql/turn_slots.sql");
 pub const OTHER_MESSAGES_SQL: &str = include_str!("../sql/other_messages.sql");
 /// Tag attachments that can become message tags, as the view `message_items`.
 pub const MESSAGE_ITEMS_SQL: &str = include_str!("../sql/message_items.sql");
@@ -95,32 +94,68 @@ pub async fn create_view(ctx: &SessionContext, name: &str, sql: &str) -> Result<
 
 /// Runs the transform: source tables registered in `ctx` → the snapshot
 /// tables written into `version`.
+///
+/// After the tables everything else reads, two strands run at once: turns
+/// with their rollup and then the message tags on them; and the other
+/// messages, session tags and anomalies. Each strand alone leaves a core
+/// idle much of the time (a sort's merge, a writer waiting on its encoders).
 pub async fn run(ctx: &SessionContext, version: &VersionDir) -> Result<Transformed> {
-    let mut out = Transformed::default();
     create_view(ctx, "message_items", MESSAGE_ITEMS_SQL).await?;
     create_view(ctx, "message_ids", "SELECT id FROM chat_chatmessage").await?;
-    for (name, sql) in STEPS {
-        let def = snapshot::table(name).expect("every step is a snapshot table");
-        let started = std::time::Instant::now();
-        let df = ctx.sql(sql).await?;
-        let rows = crate::write::write_table(df, def, version).await?;
+    let mut tables = BTreeMap::new();
+    for (name, sql) in FIRST {
+        tables.extend(step(ctx, version, name, sql).await?);
+    }
+    let turns = async {
+        let mut written = step(ctx, version, "turns", TURNS_SQL).await?;
+        written.extend(step(ctx, version, "message_tags", MESSAGE_TAGS_SQL).await?);
+        Ok::<_, crate::error::Error>(written)
+    };
+    let rest = async {
+        let mut written = step(ctx, version, "_other_messages", OTHER_MESSAGES_SQL).await?;
+        written.extend(step(ctx, version, "session_tags", SESSION_TAGS_SQL).await?);
+        let mut found = BTreeMap::new();
+        for sql in [MESSAGE_ANOMALIES_SQL, ANOMALIES_SQL] {
+            for (kind, n) in anomalies(ctx, sql).await? {
+                if n > 0 {
+                    found.insert(kind, n as u64);
+                }
+            }
+        }
+        Ok::<_, crate::error::Error>((written, found))
+    };
+    let (turns, (rest, anomalies)) = futures::try_join!(turns, rest)?;
+    tables.extend(turns);
+    tables.extend(rest);
+    Ok(Transformed { tables, anomalies })
+}
+
+/// Writes the snapshot table `name` from `sql` (`turns` with its rollup)
+/// and registers it as `snap_<name>`; returns the rows written per table.
+async fn step(ctx: &SessionContext, version: &VersionDir, name: &'static str, sql: &str) -> Result<Vec<(String, u64)>> {
+    let started = std::time::Instant::now();
+    let df = ctx.sql(sql).await?;
+    let written = match name {
+        "turns" => {
+            let (turns, slots) = crate::slots::write_turns(df, version).await?;
+            vec![("turns", turns), ("turn_slots", slots)]
+        }
+        _ => {
+            let def = snapshot::table(name).expect("a snapshot table");
+            vec![(name, crate::write::write_table(df, def, version).await?)]
+        }
+    };
+    for (name, rows) in &written {
         tracing::info!(
             table = name,
             rows,
             ms = started.elapsed().as_millis() as u64,
             "wrote snapshot table"
         );
+        let def = snapshot::table(name).expect("a snapshot table");
         register_table(ctx, &format!("snap_{name}"), version, def)?;
-        out.tables.insert(name.to_string(), rows);
     }
-    for sql in [MESSAGE_ANOMALIES_SQL, ANOMALIES_SQL] {
-        for (kind, n) in anomalies(ctx, sql).await? {
-            if n > 0 {
-                out.anomalies.insert(kind, n as u64);
-            }
-        }
-    }
-    Ok(out)
+    Ok(written.into_iter().map(|(n, rows)| (n.to_string(), rows)).collect())
 }
 
 /// Runs an anomaly query: (kind, count) rows.
