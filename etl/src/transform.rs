@@ -24,7 +24,7 @@ use ocs_dash_engine::snapshot::{self, VersionDir, register_table};
 use crate::error::Result;
 
 /// Memory the ETL's queries may hold before sorts and aggregations spill to disk.
-const ETL_MEMORY: usize = 8 << 30;
+const ETL_MEMORY: usize = 4 << 30;
 
 /// A sort whose buffered rows stay under this is done in one piece
 /// (concatenate, sort, take) instead of sorting every batch and merging
