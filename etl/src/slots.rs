@@ -327,9 +327,12 @@ mod tests {
 
     const MIN: i64 = 60 * 1_000_000;
 
-    /// Turns with `team_id` first: (team, session, type, minute).
-    fn turns(rows: &[(i64, i64, &str, i64)]) -> RecordBatch {
-        let ints = |f: &dyn Fn(&(i64, i64, &str, i64)) -> i64| -> ArrayRef {
+    /// A turn: (team, session, type, minute).
+    type Turn<'a> = (i64, i64, &'a str, i64);
+
+    /// Turns with `team_id` first.
+    fn turns(rows: &[Turn]) -> RecordBatch {
+        let ints = |f: &dyn Fn(&Turn) -> i64| -> ArrayRef {
             Arc::new(Int64Array::from(rows.iter().map(f).collect::<Vec<_>>()))
         };
         let schema = Schema::new(vec![
