@@ -113,12 +113,17 @@ struct Builders {
     session_length: Int64Builder,
 }
 
+/// The rollup's rows: `team_id`, then the columns of `turn_slots`.
+fn rollup_schema() -> SchemaRef {
+    let mut fields = vec![Arc::new(Field::new(TEAM_COLUMN, DataType::Int64, false))];
+    fields.extend(slots_def().schema.fields().iter().cloned());
+    Arc::new(Schema::new(fields))
+}
+
 impl Default for SlotRollup {
     fn default() -> Self {
-        let mut fields = vec![Arc::new(Field::new(TEAM_COLUMN, DataType::Int64, false))];
-        fields.extend(slots_def().schema.fields().iter().cloned());
         SlotRollup {
-            schema: Arc::new(Schema::new(fields)),
+            schema: rollup_schema(),
             columns: None,
             at: None,
             open: BTreeMap::new(),
@@ -236,34 +241,34 @@ impl SlotRollup {
 /// Writes `turns` and its rollup `turn_slots` from the turns `df` yields
 /// (`team_id` first), in one pass; returns the rows of each.
 pub async fn write_turns(df: DataFrame, version: &VersionDir) -> Result<(u64, u64)> {
-    let streams = ordered_streams(df, turns_def()).await?;
-    let written = each_stream(streams, |stream| {
-        let version = version.clone();
-        async move {
-            let mut turns = TableWriter::new(turns_def(), &version);
-            let mut slots = TableWriter::new(slots_def(), &version);
-            roll(stream, Some(&mut turns), Sink::Write(&mut slots)).await?;
-            Ok((turns.finish().await?, slots.finish().await?))
-        }
-    })
-    .await?;
-    Ok(written.into_iter().fold((0, 0), |(t, s), (a, b)| (t + a, s + b)))
+    write(df, version, true).await
 }
 
 /// Writes the rollup of the turns `df` yields (`team_id` first); returns
 /// its rows.
 pub async fn write_rollup(df: DataFrame, version: &VersionDir) -> Result<u64> {
+    Ok(write(df, version, false).await?.1)
+}
+
+/// Writes the rollup of the turns `df` yields, and the turns themselves if
+/// `with_turns`; returns the rows of each.
+async fn write(df: DataFrame, version: &VersionDir, with_turns: bool) -> Result<(u64, u64)> {
     let streams = ordered_streams(df, turns_def()).await?;
     let written = each_stream(streams, |stream| {
         let version = version.clone();
         async move {
+            let mut turns = with_turns.then(|| TableWriter::new(turns_def(), &version));
             let mut slots = TableWriter::new(slots_def(), &version);
-            roll(stream, None, Sink::Write(&mut slots)).await?;
-            slots.finish().await
+            roll(stream, turns.as_mut(), Sink::Write(&mut slots)).await?;
+            let turns = match turns {
+                Some(w) => w.finish().await?,
+                None => 0,
+            };
+            Ok((turns, slots.finish().await?))
         }
     })
     .await?;
-    Ok(written.into_iter().sum())
+    Ok(written.into_iter().fold((0, 0), |(t, s), (a, b)| (t + a, s + b)))
 }
 
 /// The rollup of the turns `df` yields (`team_id` first), as a table of
@@ -276,7 +281,7 @@ pub async fn rollup_table(df: DataFrame) -> Result<MemTable> {
         Ok(kept)
     })
     .await?;
-    Ok(MemTable::try_new(SlotRollup::default().schema, parts)?)
+    Ok(MemTable::try_new(rollup_schema(), parts)?)
 }
 
 /// Where slot rows go.

@@ -232,12 +232,6 @@ fn sort_keys(def: &TableDef) -> impl Iterator<Item = &'static str> + '_ {
         .chain(def.sort_by.iter().copied())
 }
 
-/// Streams of a partitioned table written at the same time: twice the
-/// cores, so that teams of different sizes still spread evenly.
-fn team_streams() -> usize {
-    2 * std::thread::available_parallelism().map_or(2, |n| n.get())
-}
-
 /// The rows of `df` (its table's columns, preceded by `team_id` for
 /// partitioned tables) in the table's order, as streams to be written at the
 /// same time. A partitioned table's teams are split between the streams by a
@@ -250,6 +244,9 @@ pub async fn ordered_streams(df: DataFrame, def: &TableDef) -> Result<Vec<Sendab
         return Ok(vec![df.sort(order)?.execute_stream().await?]);
     }
     let task = Arc::new(df.task_ctx());
+    // Twice the context's partitions (the cores), so that teams of
+    // different sizes still spread evenly.
+    let n = 2 * task.session_config().target_partitions();
     let plan = df.create_physical_plan().await?;
     let schema = plan.schema();
     let ascending = SortOptions {
@@ -260,7 +257,6 @@ pub async fn ordered_streams(df: DataFrame, def: &TableDef) -> Result<Vec<Sendab
         .map(|c| Ok(PhysicalSortExpr::new(column(c, &schema)?, ascending)))
         .collect::<Result<Vec<_>>>()?;
     let order = LexOrdering::new(keys).expect("a partitioned table sorts by team");
-    let n = team_streams();
     let split = RepartitionExec::try_new(plan, Partitioning::Hash(vec![column(TEAM_COLUMN, &schema)?], n))?;
     let sort = SortExec::new(order, Arc::new(split)).with_preserve_partitioning(true);
     (0..n).map(|p| Ok(sort.execute(p, task.clone())?)).collect()
@@ -306,7 +302,7 @@ pub async fn write_table(df: DataFrame, def: &'static TableDef, version: &Versio
 }
 
 /// The files of one snapshot table being written from batches that arrive
-/// in the table's order ([`sorted`]): each chunk's rows go to a file of its
+/// in the table's order ([`ordered_streams`]): each chunk's rows go to a file of its
 /// own, encoded on a task of its own while the next rows arrive.
 pub struct TableWriter<'a> {
     def: &'a TableDef,
