@@ -17,6 +17,7 @@ pub mod progress;
 pub mod rollup;
 pub mod run;
 pub mod slots;
+pub mod sort;
 pub mod source;
 pub mod stage;
 pub mod transform;

@@ -15,7 +15,6 @@ use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimestampMicr
 use datafusion::physical_expr::expressions::col as column;
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::repartition::RepartitionExec;
-use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning, SendableRecordBatchStream};
 use datafusion::prelude::{DataFrame, col};
 use futures::StreamExt;
@@ -257,9 +256,16 @@ pub async fn ordered_streams(df: DataFrame, def: &TableDef) -> Result<Vec<Sendab
         .map(|c| Ok(PhysicalSortExpr::new(column(c, &schema)?, ascending)))
         .collect::<Result<Vec<_>>>()?;
     let order = LexOrdering::new(keys).expect("a partitioned table sorts by team");
+    let keys = sort_keys(def)
+        .map(|c| Ok(schema.index_of(c)?))
+        .collect::<Result<Vec<_>>>()?;
     let split = RepartitionExec::try_new(plan, Partitioning::Hash(vec![column(TEAM_COLUMN, &schema)?], n))?;
-    let sort = SortExec::new(order, Arc::new(split)).with_preserve_partitioning(true);
-    (0..n).map(|p| Ok(sort.execute(p, task.clone())?)).collect()
+    (0..n)
+        .map(|p| {
+            let part = split.execute(p, task.clone())?;
+            Ok(crate::sort::sorted(part, keys.clone(), order.clone(), task.clone()))
+        })
+        .collect()
 }
 
 /// Runs `work` on every stream, each on a task of its own; returns what
