@@ -171,10 +171,10 @@ pub async fn prepare(ctx: &SessionContext, dir: &DataDir, prev: Manifest, prev_d
         "SELECT DISTINCT chat_id FROM (
              SELECT n_chat AS chat_id FROM sessions_diff WHERE turns_changed
              UNION ALL SELECT p_chat FROM sessions_diff WHERE turns_changed
-             UNION ALL SELECT chat_id FROM prev_sessions
-                 WHERE chat_id NOT IN (SELECT id FROM chat_chat WHERE id IS NOT NULL)
-             UNION ALL SELECT chat_id FROM prev__other_messages
-                 WHERE chat_id NOT IN (SELECT id FROM chat_chat WHERE id IS NOT NULL))
+             UNION ALL SELECT chat_id FROM prev_sessions s
+                 WHERE NOT EXISTS (SELECT 1 FROM chat_chat c WHERE c.id = s.chat_id)
+             UNION ALL SELECT chat_id FROM prev__other_messages m
+                 WHERE NOT EXISTS (SELECT 1 FROM chat_chat c WHERE c.id = m.chat_id))
          WHERE chat_id IS NOT NULL",
     )
     .await?;
@@ -194,8 +194,8 @@ pub async fn prepare(ctx: &SessionContext, dir: &DataDir, prev: Manifest, prev_d
     let gone = ctx
         .sql(
             "SELECT count(*), CAST(COALESCE(sum(CAST(message_id AS DECIMAL(38, 0))), 0) AS VARCHAR) FROM (
-                 SELECT message_id, chat_id FROM x_prev_turns UNION ALL SELECT message_id, chat_id FROM x_prev_other)
-             WHERE chat_id NOT IN (SELECT id FROM chat_chat WHERE id IS NOT NULL)",
+                 SELECT message_id, chat_id FROM x_prev_turns UNION ALL SELECT message_id, chat_id FROM x_prev_other) m
+             WHERE NOT EXISTS (SELECT 1 FROM chat_chat c WHERE c.id = m.chat_id)",
         )
         .await?
         .collect()
@@ -269,11 +269,12 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
         .sql(&kept_and_new(
             &turn_cols,
             "a_prev_turns",
-            "chat_id NOT IN (SELECT chat_id FROM x_chats)",
+            &kept_chat("a_prev_turns"),
             "d_turns",
         ))
         .await?;
     write_chunks(rows, turns, &a_turns, &plan.prev_dir, version).await?;
+    step.log(&format!("turns: {} team-months rewritten", a_turns.len()));
     // A session's slots are linked across months (`prev_slot`), so a session
     // with any new or changed turn is rolled up again from all its turns
     // (kept ones from the previous version, plus d_turns), and every month
@@ -301,7 +302,10 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
         &kept_and_new(
             &turn_cols,
             "prev_turns",
-            "session_id IN (SELECT session_id FROM d_turns) AND chat_id NOT IN (SELECT chat_id FROM x_chats)",
+            &format!(
+                "session_id IN (SELECT session_id FROM d_turns) AND {}",
+                kept_chat("prev_turns")
+            ),
             "d_turns",
         ),
     )
@@ -311,17 +315,18 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
         "d_slots",
         Arc::new(slots::rollup_table(ctx.table("snap_turns").await?).await?),
     )?;
+    step.log("turn slots: sessions with new or changed turns rolled up again");
     let slot_cols = columns(slots_def);
     let slots = ctx
         .sql(&kept_and_new(
             &slot_cols,
             "a_prev_slots",
-            "session_id NOT IN (SELECT session_id FROM t_sessions)",
+            "NOT EXISTS (SELECT 1 FROM t_sessions t WHERE t.session_id = a_prev_slots.session_id)",
             "d_slots",
         ))
         .await?;
     write_chunks(slots, slots_def, &a_slots, &plan.prev_dir, version).await?;
-    step.log(&format!("turns: {} team-months rewritten", a_turns.len()));
+    step.log(&format!("turn slots: {} team-months rewritten", a_slots.len()));
 
     // Message tags: months whose turns changed, lost a tag, or gained one,
     // patched from their previous rows (see the module docs).
@@ -345,7 +350,7 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
                 t.platform, t.message_type, t.created_at
          FROM prev_turns t
          JOIN tags_diff d ON d.i_message = t.message_id AND d.i_team = t.team_id
-         WHERE d.p_message IS NULL AND t.chat_id NOT IN (SELECT chat_id FROM x_chats)",
+         WHERE d.p_message IS NULL AND NOT EXISTS (SELECT 1 FROM x_chats x WHERE x.chat_id = t.chat_id)",
     )
     .await?;
     let mut a_tags = chunk_set(
@@ -361,7 +366,7 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
     let tags = ctx
         .sql(&format!(
             "SELECT team_id, {tag_cols} FROM a_prev_tags p
-             WHERE p.message_id NOT IN (SELECT message_id FROM x_prev_turns)
+             WHERE NOT EXISTS (SELECT 1 FROM x_prev_turns x WHERE x.message_id = p.message_id)
                AND NOT EXISTS (SELECT 1 FROM tags_diff d WHERE d.i_message IS NULL
                    AND d.p_team = p.team_id AND d.p_tag = p.tag_id AND d.p_message = p.message_id)
              UNION ALL SELECT team_id, {tag_cols} FROM tags_added
@@ -386,10 +391,11 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
         link_except(other, &plan.prev_dir, vdir, &BTreeSet::new())?;
     } else {
         let rows = ctx
-            .sql(
-                "SELECT * FROM prev__other_messages WHERE chat_id NOT IN (SELECT chat_id FROM x_chats)
+            .sql(&format!(
+                "SELECT * FROM prev__other_messages WHERE {}
                  UNION ALL SELECT message_id, chat_id, message_type, created_at FROM d_other",
-            )
+                kept_chat("prev__other_messages")
+            ))
             .await?;
         write_table(rows, other, version).await?;
     }
@@ -439,9 +445,13 @@ async fn anomalies(ctx: &SessionContext, plan: &Plan) -> Result<BTreeMap<String,
     create_view(
         ctx,
         "message_ids",
-        "SELECT message_id AS id FROM prev_turns WHERE chat_id NOT IN (SELECT chat_id FROM x_chats)
-         UNION ALL SELECT message_id AS id FROM prev__other_messages WHERE chat_id NOT IN (SELECT chat_id FROM x_chats)
-         UNION ALL SELECT id FROM chat_chatmessage",
+        &format!(
+            "SELECT message_id AS id FROM prev_turns WHERE {}
+             UNION ALL SELECT message_id AS id FROM prev__other_messages WHERE {}
+             UNION ALL SELECT id FROM chat_chatmessage",
+            kept_chat("prev_turns"),
+            kept_chat("prev__other_messages")
+        ),
     )
     .await?;
     for (kind, n) in transform::anomalies(ctx, transform::ANOMALIES_SQL).await? {
@@ -469,13 +479,22 @@ impl Step {
     }
 }
 
-/// The table's file columns, comma-separated.
+/// The condition that a row of `table` (with a `chat_id`) is not of a
+/// changed chat. `NOT EXISTS` rather than `NOT IN`: the two agree here (no
+/// chat id is NULL), but DataFusion plans `NOT IN` as a null-aware anti
+/// join that collects the whole outer table, millions of kept rows, into
+/// one hash table, where `NOT EXISTS` builds on the few changed chats.
+fn kept_chat(table: &str) -> String {
+    format!("NOT EXISTS (SELECT 1 FROM x_chats x WHERE x.chat_id = {table}.chat_id)")
+}
+
 /// The rows of `kept` that `keep` holds on to, then every row of `new`: a
 /// rewritten table's rows, `team_id` first and then `cols`.
 fn kept_and_new(cols: &str, kept: &str, keep: &str, new: &str) -> String {
     format!("SELECT team_id, {cols} FROM {kept} WHERE {keep} UNION ALL SELECT team_id, {cols} FROM {new}")
 }
 
+/// The table's file columns, comma-separated.
 fn columns(def: &TableDef) -> String {
     def.schema
         .fields()
