@@ -26,10 +26,12 @@ use crate::error::Result;
 /// Memory the ETL's queries may hold before sorts and aggregations spill to disk.
 const ETL_MEMORY: usize = 4 << 30;
 
-/// A sort whose buffered rows stay under this (before it spills, or at its
-/// end) is done in one piece (concatenate, sort, take) instead of sorting
-/// every batch and merging them. At scale m: `turns` 7.1 → 6.7 s and the
-/// transform 9.0 → 8.6 s, for a peak RSS of 1.2–1.4 GB instead of 0.95.
+/// A DataFusion sort whose buffered rows stay under this (before it spills,
+/// or at its end) is done in one piece (concatenate, sort, take) instead of
+/// sorting every batch and merging them. DataFusion sorts the unpartitioned
+/// tables and the team streams too large for [`crate::sort`]; when `turns`
+/// still went through it, at scale m: `turns` 7.1 → 6.7 s and the transform
+/// 9.0 → 8.6 s, for a peak RSS of 1.2–1.4 GB instead of 0.95.
 const SORT_IN_PLACE: usize = 512 << 20;
 
 /// A DataFusion context for the ETL: bounded memory, spilling sorts.

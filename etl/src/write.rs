@@ -234,7 +234,8 @@ fn sort_keys(def: &TableDef) -> impl Iterator<Item = &'static str> + '_ {
 /// The rows of `df` (its table's columns, preceded by `team_id` for
 /// partitioned tables) in the table's order, as streams to be written at the
 /// same time. A partitioned table's teams are split between the streams by a
-/// hash of the team and each stream is sorted by itself: files are per team,
+/// hash of the team and each stream is sorted by itself
+/// ([`crate::sort::sorted`]: in memory while it fits): files are per team,
 /// so no stream has to wait on a merge with the others, and each one is
 /// written on a core of its own.
 pub async fn ordered_streams(df: DataFrame, def: &TableDef) -> Result<Vec<SendableRecordBatchStream>> {
