@@ -99,17 +99,8 @@ pub struct Caller {
 
 impl Caller {
     /// An audit row for something this caller did.
-    pub(crate) fn audit(&self, action: &str, target: &str, filters: serde_json::Value, rows: usize) -> AuditEntry {
-        AuditEntry {
-            at: Utc::now(),
-            key_id: self.key_id,
-            user: self.user.clone(),
-            team_id: self.team.id,
-            action: action.to_string(),
-            target: target.to_string(),
-            filters,
-            rows: i64::try_from(rows).unwrap_or(i64::MAX),
-        }
+    pub(crate) fn audit(&self, action: &str, target: &str, filters: serde_json::Value, rows: usize) -> AuditRow {
+        self.audit_row(action, target, filters.to_string().into(), rows)
     }
 
     /// The same, with the filters already JSON text (a cached answer's).

@@ -559,7 +559,7 @@ pub(crate) async fn export(
     let resolved = serde_json::to_value(&response.filters).map_err(|e| ApiError::Internal(e.to_string()))?;
     state
         .store()
-        .audit(&caller.audit("export", &format!("{chart}.{ext}"), resolved, table.rows.len()))
+        .audit_row(caller.audit("export", &format!("{chart}.{ext}"), resolved, table.rows.len()))
         .await?;
     let disposition = format!(
         "attachment; filename=\"{}\"",

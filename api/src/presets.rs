@@ -71,7 +71,7 @@ pub(crate) async fn save(
         .await?;
     state
         .store()
-        .audit(&caller.audit("preset.save", &preset.id.to_string(), Value::Object(body.filters), 1))
+        .audit_row(caller.audit("preset.save", &preset.id.to_string(), Value::Object(body.filters), 1))
         .await?;
     Ok((StatusCode::CREATED, Json(preset)))
 }
@@ -129,7 +129,7 @@ pub(crate) async fn remove(
     }
     state
         .store()
-        .audit(&caller.audit("preset.delete", &id.to_string(), Value::Object(Map::new()), 0))
+        .audit_row(caller.audit("preset.delete", &id.to_string(), Value::Object(Map::new()), 0))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
