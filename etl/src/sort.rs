@@ -16,12 +16,14 @@ use std::mem::size_of;
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::compute::interleave_record_batch;
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit, TimestampMicrosecondType};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
-use datafusion::physical_expr::LexOrdering;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
@@ -39,24 +41,17 @@ type Entry<const K: usize> = ([i64; K], u32, u32);
 /// Rows per sorted output batch.
 const OUTPUT_ROWS: usize = 16 * 1024;
 
-/// `input` sorted by the columns at `keys` (ascending; `order` is the same
-/// sort for DataFusion's fallback). Nothing is read until the result is
-/// polled; its first poll reads all of `input`.
-pub fn sorted(
-    input: SendableRecordBatchStream,
-    keys: Vec<usize>,
-    order: LexOrdering,
-    task: Arc<TaskContext>,
-) -> SendableRecordBatchStream {
+/// `input` sorted by the columns at `keys`, ascending. Nothing is read
+/// until the result is polled; its first poll reads all of `input`.
+pub fn sorted(input: SendableRecordBatchStream, keys: Vec<usize>, task: Arc<TaskContext>) -> SendableRecordBatchStream {
     let schema = input.schema();
-    let rows = futures::stream::once(sort(input, keys, order, task)).try_flatten();
+    let rows = futures::stream::once(sort(input, keys, task)).try_flatten();
     Box::pin(RecordBatchStreamAdapter::new(schema, rows))
 }
 
 async fn sort(
     mut input: SendableRecordBatchStream,
     keys: Vec<usize>,
-    order: LexOrdering,
     task: Arc<TaskContext>,
 ) -> Result<SendableRecordBatchStream> {
     assert!(
@@ -76,6 +71,15 @@ async fn sort(
             drop(reservation);
             let all = futures::stream::iter(batches.into_iter().map(Ok)).chain(input);
             let all: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(schema.clone(), all));
+            let ascending = SortOptions {
+                descending: false,
+                nulls_first: false,
+            };
+            let order = LexOrdering::new(
+                keys.iter()
+                    .map(|&k| PhysicalSortExpr::new(Arc::new(Column::new(schema.field(k).name(), k)), ascending)),
+            )
+            .expect("at least one sort column");
             let source = StreamingTableExec::try_new(
                 schema.clone(),
                 vec![Arc::new(Once(Mutex::new(Some(all)), schema))],
@@ -141,7 +145,7 @@ fn order_rows<const K: usize>(batches: &[RecordBatch], keys: &[usize]) -> Result
 /// The values of a sort column as 64-bit integers.
 fn key_values(batch: &RecordBatch, at: usize) -> Result<&[i64]> {
     let column = batch.column(at);
-    let name = batch.schema_ref().field(at).name().clone();
+    let name = batch.schema_ref().field(at).name();
     if column.null_count() > 0 {
         return Err(DataFusionError::Execution(format!("the sort column {name} has NULLs")));
     }
@@ -208,12 +212,9 @@ impl PartitionStream for Once {
 mod tests {
     use super::*;
     use datafusion::arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
-    use datafusion::arrow::compute::SortOptions;
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::execution::memory_pool::FairSpillPool;
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-    use datafusion::physical_expr::PhysicalSortExpr;
-    use datafusion::physical_expr::expressions::col;
     use datafusion::prelude::SessionContext;
 
     fn schema() -> SchemaRef {
@@ -269,14 +270,7 @@ mod tests {
             schema.clone(),
             futures::stream::iter(input(n).into_iter().map(Ok)),
         ));
-        let asc = SortOptions {
-            descending: false,
-            nulls_first: false,
-        };
-        let order =
-            LexOrdering::new(["team_id", "at", "id"].map(|c| PhysicalSortExpr::new(col(c, &schema).unwrap(), asc)))
-                .unwrap();
-        let batches: Vec<RecordBatch> = sorted(stream, vec![0, 1, 2], order, ctx.task_ctx())
+        let batches: Vec<RecordBatch> = sorted(stream, vec![0, 1, 2], ctx.task_ctx())
             .try_collect()
             .await
             .unwrap();

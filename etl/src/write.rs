@@ -10,10 +10,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDate};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, TimestampMicrosecondArray};
-use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimestampMicrosecondType};
 use datafusion::physical_expr::expressions::col as column;
-use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning, SendableRecordBatchStream};
 use datafusion::prelude::{DataFrame, col};
@@ -249,14 +247,6 @@ pub async fn ordered_streams(df: DataFrame, def: &TableDef) -> Result<Vec<Sendab
     let n = 2 * task.session_config().target_partitions();
     let plan = df.create_physical_plan().await?;
     let schema = plan.schema();
-    let ascending = SortOptions {
-        descending: false,
-        nulls_first: false,
-    };
-    let keys = sort_keys(def)
-        .map(|c| Ok(PhysicalSortExpr::new(column(c, &schema)?, ascending)))
-        .collect::<Result<Vec<_>>>()?;
-    let order = LexOrdering::new(keys).expect("a partitioned table sorts by team");
     let keys = sort_keys(def)
         .map(|c| Ok(schema.index_of(c)?))
         .collect::<Result<Vec<_>>>()?;
@@ -264,7 +254,7 @@ pub async fn ordered_streams(df: DataFrame, def: &TableDef) -> Result<Vec<Sendab
     (0..n)
         .map(|p| {
             let part = split.execute(p, task.clone())?;
-            Ok(crate::sort::sorted(part, keys.clone(), order.clone(), task.clone()))
+            Ok(crate::sort::sorted(part, keys.clone(), task.clone()))
         })
         .collect()
 }
