@@ -198,41 +198,84 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let engine = state.engine();
     let counts = engine.cache_counts();
     let answers = state.answers();
-    out.push_str(
-        "# HELP ocs_dash_cache_hits_total Chart answers served from a cache (the encoded answers' or the engine's).\n",
-    );
-    out.push_str("# TYPE ocs_dash_cache_hits_total counter\n");
-    let _ = writeln!(out, "ocs_dash_cache_hits_total {}", counts.hits + answers.hits());
-    out.push_str("# HELP ocs_dash_cache_misses_total Chart answers computed.\n");
-    out.push_str("# TYPE ocs_dash_cache_misses_total counter\n");
-    let _ = writeln!(out, "ocs_dash_cache_misses_total {}", counts.misses);
     let (entries, bytes) = engine.cache_stats().unwrap_or((0, 0));
-    out.push_str("# HELP ocs_dash_cache_entries Answers in the result cache.\n");
-    out.push_str("# TYPE ocs_dash_cache_entries gauge\n");
-    let _ = writeln!(out, "ocs_dash_cache_entries {entries}");
-    out.push_str("# HELP ocs_dash_cache_bytes Size of the cached answers (JSON bytes).\n");
-    out.push_str("# TYPE ocs_dash_cache_bytes gauge\n");
-    let _ = writeln!(out, "ocs_dash_cache_bytes {bytes}");
-    let (entries, bytes) = answers.stats();
-    out.push_str("# HELP ocs_dash_answer_cache_entries Encoded chart answers (JSON and gzip) in memory.\n");
-    out.push_str("# TYPE ocs_dash_answer_cache_entries gauge\n");
-    let _ = writeln!(out, "ocs_dash_answer_cache_entries {entries}");
-    out.push_str("# HELP ocs_dash_answer_cache_bytes Size of the encoded chart answers.\n");
-    out.push_str("# TYPE ocs_dash_answer_cache_bytes gauge\n");
-    let _ = writeln!(out, "ocs_dash_answer_cache_bytes {bytes}");
+    let (answer_entries, answer_bytes) = answers.stats();
+    // (name, type, help, labels with their braces or empty, value)
+    let mut series: Vec<(&str, &str, &str, String, String)> = vec![
+        (
+            "ocs_dash_cache_hits_total",
+            "counter",
+            "Chart answers served from a cache (the encoded answers' or the engine's).",
+            String::new(),
+            (counts.hits + answers.hits()).to_string(),
+        ),
+        (
+            "ocs_dash_cache_misses_total",
+            "counter",
+            "Chart answers computed.",
+            String::new(),
+            counts.misses.to_string(),
+        ),
+        (
+            "ocs_dash_cache_entries",
+            "gauge",
+            "Answers in the result cache.",
+            String::new(),
+            entries.to_string(),
+        ),
+        (
+            "ocs_dash_cache_bytes",
+            "gauge",
+            "Size of the cached answers (JSON bytes).",
+            String::new(),
+            bytes.to_string(),
+        ),
+        (
+            "ocs_dash_answer_cache_entries",
+            "gauge",
+            "Encoded chart answers (JSON and gzip) in memory.",
+            String::new(),
+            answer_entries.to_string(),
+        ),
+        (
+            "ocs_dash_answer_cache_bytes",
+            "gauge",
+            "Size of the encoded chart answers.",
+            String::new(),
+            answer_bytes.to_string(),
+        ),
+    ];
     if let Ok(s) = engine.snapshot().await {
-        out.push_str("# HELP ocs_dash_snapshot_info The current snapshot's version.\n");
-        out.push_str("# TYPE ocs_dash_snapshot_info gauge\n");
-        let _ = writeln!(out, "ocs_dash_snapshot_info{{version=\"{}\"}} 1", label(&s.version));
-        out.push_str(
-            "# HELP ocs_dash_snapshot_as_of_seconds When the current snapshot's data was exported (Unix time).\n",
-        );
-        out.push_str("# TYPE ocs_dash_snapshot_as_of_seconds gauge\n");
-        let _ = writeln!(out, "ocs_dash_snapshot_as_of_seconds {}", s.manifest.as_of.timestamp());
-        out.push_str("# HELP ocs_dash_snapshot_age_seconds Age of the current snapshot's data.\n");
-        out.push_str("# TYPE ocs_dash_snapshot_age_seconds gauge\n");
         let age = (Utc::now() - s.manifest.as_of).num_milliseconds() as f64 / 1000.0;
-        let _ = writeln!(out, "ocs_dash_snapshot_age_seconds {age}");
+        series.extend([
+            (
+                "ocs_dash_snapshot_info",
+                "gauge",
+                "The current snapshot's version.",
+                format!("{{version=\"{}\"}}", label(&s.version)),
+                "1".to_string(),
+            ),
+            (
+                "ocs_dash_snapshot_as_of_seconds",
+                "gauge",
+                "When the current snapshot's data was exported (Unix time).",
+                String::new(),
+                s.manifest.as_of.timestamp().to_string(),
+            ),
+            (
+                "ocs_dash_snapshot_age_seconds",
+                "gauge",
+                "Age of the current snapshot's data.",
+                String::new(),
+                age.to_string(),
+            ),
+        ]);
+    }
+    for (name, kind, help, labels, value) in &series {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{labels} {value}"
+        );
     }
     let mut response = out.into_response();
     response.headers_mut().insert(
