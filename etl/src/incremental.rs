@@ -613,23 +613,29 @@ async fn register_chunks(
     chunks: &BTreeSet<Chunk>,
 ) -> Result<()> {
     let files = chunk_files(def, version_dir).map_err(Error::PrevSnapshot)?;
-    let mut union: Option<DataFrame> = None;
+    // One scan per team over all of its chunks' files (a union of one scan
+    // per file planned and opened each file on its own).
+    let mut by_team: BTreeMap<i64, Vec<String>> = BTreeMap::new();
     for chunk in chunks {
         for path in files.get(chunk).into_iter().flatten() {
-            let df = ctx
-                .read_parquet(
-                    path.to_string_lossy().as_ref(),
-                    ParquetReadOptions::default().schema(&def.schema),
-                )
-                .await?;
-            let mut cols = vec![lit(chunk.team.unwrap_or_default()).alias(TEAM_COLUMN)];
-            cols.extend(def.schema.fields().iter().map(|f| col(f.name())));
-            let df = df.select(cols)?;
-            union = Some(match union {
-                Some(u) => u.union(df)?,
-                None => df,
-            });
+            by_team
+                .entry(chunk.team.unwrap_or_default())
+                .or_default()
+                .push(path.to_string_lossy().into_owned());
         }
+    }
+    let mut union: Option<DataFrame> = None;
+    for (team, paths) in by_team {
+        let df = ctx
+            .read_parquet(paths, ParquetReadOptions::default().schema(&def.schema))
+            .await?;
+        let mut cols = vec![lit(team).alias(TEAM_COLUMN)];
+        cols.extend(def.schema.fields().iter().map(|f| col(f.name())));
+        let df = df.select(cols)?;
+        union = Some(match union {
+            Some(u) => u.union(df)?,
+            None => df,
+        });
     }
     let provider = match union {
         Some(df) => df.into_view(),
