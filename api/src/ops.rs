@@ -70,8 +70,12 @@ impl Metrics {
 
     fn render(&self, out: &mut String) {
         let routes = self.routes.lock().expect("metrics lock");
-        out.push_str("# HELP ocs_dash_http_requests_total HTTP requests by method, route and status.\n");
-        out.push_str("# TYPE ocs_dash_http_requests_total counter\n");
+        header(
+            out,
+            "ocs_dash_http_requests_total",
+            "counter",
+            "HTTP requests by method, route and status.",
+        );
         for (route, stats) in routes.iter() {
             let mut requests: Vec<_> = stats.requests.iter().collect();
             requests.sort();
@@ -83,8 +87,12 @@ impl Metrics {
                 );
             }
         }
-        out.push_str("# HELP ocs_dash_http_request_duration_seconds HTTP request latency by route.\n");
-        out.push_str("# TYPE ocs_dash_http_request_duration_seconds histogram\n");
+        header(
+            out,
+            "ocs_dash_http_request_duration_seconds",
+            "histogram",
+            "HTTP request latency by route.",
+        );
         for (route, stats) in routes.iter() {
             let h = &stats.latency;
             let route = label(route);
@@ -113,6 +121,11 @@ impl Metrics {
             );
         }
     }
+}
+
+/// A metric's `# HELP` and `# TYPE` lines, written once before its samples.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 /// Escapes a Prometheus label value.
@@ -272,10 +285,8 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         ]);
     }
     for (name, kind, help, labels, value) in &series {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{labels} {value}"
-        );
+        header(&mut out, name, kind, help);
+        let _ = writeln!(out, "{name}{labels} {value}");
     }
     let mut response = out.into_response();
     response.headers_mut().insert(
