@@ -138,6 +138,22 @@ async fn full_export_matches_source_current_schema() {
             summary.anomalies
         );
     }
+    // Dangling tagged items, counted by Postgres from the source (the ETL
+    // counts them with id bitmaps, not SQL).
+    let dangling = db
+        .scalar_i64(
+            "SELECT count(*) FROM annotations_customtaggeditem i
+             JOIN django_content_type ct ON ct.id = i.content_type_id AND ct.app_label = 'chat'
+             LEFT JOIN annotations_tag t ON t.id = i.tag_id
+             LEFT JOIN chat_chatmessage m ON ct.model = 'chatmessage' AND m.id = i.object_id
+             LEFT JOIN chat_chat c ON ct.model = 'chat' AND c.id = i.object_id
+             WHERE t.id IS NULL OR (m.id IS NULL AND c.id IS NULL)",
+        )
+        .await;
+    assert_eq!(
+        summary.anomalies.get("tagged_items_dangling").copied(),
+        Some(dangling as u64)
+    );
     // Message content is never exported.
     for def in ocs_dash_engine::snapshot::TABLES.iter() {
         assert!(
@@ -594,7 +610,14 @@ async fn hand_planted_anomalies_are_counted_and_handled() {
            (900002, '2026-11-01T10:02:00Z', now(), 900002, 'tool', 'call', '{}', '{}'),
            (900003, '2026-11-01T10:03:00Z', now(), 900002, 'human', 'hi', '{}', '{}'),
            (900004, '2026-11-01T10:04:00Z', now(), 900004, 'human', 'lost', '{}', '{}'),
-           (900005, '2026-11-01T09:00:00Z', now(), 900003, 'human', 'early', '{}', '{}');",
+           (900005, '2026-11-01T09:00:00Z', now(), 900003, 'human', 'early', '{}', '{}');
+         -- A tag on a message that does not exist (dangling) and one on an
+         -- existing chat (not dangling).
+         INSERT INTO annotations_customtaggeditem (id, created_at, updated_at, team_id, tag_id, content_type_id, object_id)
+         SELECT (SELECT max(id) FROM annotations_customtaggeditem) + n, now(), now(), 1,
+                (SELECT id FROM annotations_tag WHERE team_id = 1 ORDER BY id LIMIT 1),
+                (SELECT id FROM django_content_type WHERE app_label = 'chat' AND model = m), o
+         FROM (VALUES (1, 'chatmessage', 999999), (2, 'chat', 900004)) v(n, m, o);",
     )
     .await;
     let after = etl(&db, data.path(), true).await.anomalies;
@@ -606,6 +629,7 @@ async fn hand_planted_anomalies_are_counted_and_handled() {
     assert_eq!(delta("orphan_messages"), 1);
     assert_eq!(delta("sessions_unknown_platform"), 1);
     assert_eq!(delta("turns_before_session_start"), 1);
+    assert_eq!(delta("tagged_items_dangling"), 1);
     let d = data.path();
     // A session without participant counts; its turn has no participant.
     assert_eq!(

@@ -1,6 +1,7 @@
 -- One row per anomaly kind the transform handled, besides the per-message
 -- kinds of message_anomalies.sql. Each is a count of source rows; none of
--- them stops the ETL. `message_ids` holds the id of every message.
+-- them stops the ETL. `tagged_items_dangling` is counted by
+-- etl/src/dangling.rs.
 SELECT 'sessions_missing_columns' AS kind, count(*) AS n FROM experiments_experimentsession
 WHERE id IS NULL OR team_id IS NULL OR chat_id IS NULL OR experiment_id IS NULL
    OR status IS NULL OR created_at IS NULL
@@ -22,13 +23,6 @@ WHERE b.chatbot_id IS NULL
 UNION ALL
 SELECT 'sessions_ended_before_start', count(*) FROM snap_sessions
 WHERE ended_at < created_at
-UNION ALL
-SELECT 'tagged_items_dangling', count(*) FROM annotations_customtaggeditem i
-JOIN django_content_type ct ON ct.id = i.content_type_id AND ct.app_label = 'chat'
-LEFT JOIN annotations_tag t ON t.id = i.tag_id
-LEFT JOIN message_ids m ON ct.model = 'chatmessage' AND m.id = i.object_id
-LEFT JOIN chat_chat c ON ct.model = 'chat' AND c.id = i.object_id
-WHERE t.id IS NULL OR (m.id IS NULL AND c.id IS NULL)
 UNION ALL
 SELECT 'tagged_items_other_team', count(*) FROM annotations_customtaggeditem i
 JOIN annotations_tag t ON t.id = i.tag_id

@@ -38,7 +38,7 @@
 //!   sessions), plus the counts over what was derived again; the others are
 //!   computed in full.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,10 +53,12 @@ use ocs_dash_engine::snapshot::{
     table, timestamp_type, utc_micros,
 };
 
+use crate::dangling;
 use crate::error::{Error, Result};
+use crate::patch::{Change, Drop, DropTest, Patched, patch_chunk};
 use crate::slots;
 use crate::transform::{self, Transformed, create_view};
-use crate::write::{Chunk, chunk_column, chunk_dir, file_month, month_of, month_start, write_table};
+use crate::write::{Chunk, chunk_column, chunk_dir, file_month, month_of, month_start, split_into_chunks, write_table};
 
 /// Session columns whose change can change a turn, an other message, or a
 /// per-message anomaly of the session's chat (`team_id` and `session_id`
@@ -264,17 +266,16 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
              SELECT team_id, created_at FROM x_prev_turns UNION ALL SELECT team_id, created_at FROM d_turns)",
     )
     .await?;
-    register_chunks(ctx, "a_prev_turns", turns, &plan.prev_dir, &a_turns).await?;
-    let rows = ctx
-        .sql(&kept_and_new(
-            &turn_cols,
-            "a_prev_turns",
-            &kept_chat("a_prev_turns"),
-            "d_turns",
-        ))
-        .await?;
-    write_chunks(rows, turns, &a_turns, &plan.prev_dir, version).await?;
-    step.log(&format!("turns: {} team-months rewritten", a_turns.len()));
+    let drop = ids(ctx, "SELECT chat_id FROM x_chats").await?;
+    let new = ctx.table("d_turns").await?;
+    let drop = Arc::new(move |v: &[i64]| drop.contains(&v[0]));
+    let patched = patch_chunks(new, turns, &a_turns, &["chat_id"], drop, &plan.prev_dir, vdir).await?;
+    step.log(&format!(
+        "turns: {} team-months rewritten ({} row groups copied, {} encoded)",
+        a_turns.len(),
+        patched.copied,
+        patched.encoded
+    ));
     // A session's slots are linked across months (`prev_slot`), so a session
     // with any new or changed turn is rolled up again from all its turns
     // (kept ones from the previous version, plus d_turns), and every month
@@ -441,22 +442,23 @@ async fn anomalies(ctx: &SessionContext, plan: &Plan) -> Result<BTreeMap<String,
     for (kind, n) in transform::anomalies(&old, transform::MESSAGE_ANOMALIES_SQL).await? {
         *counts.entry(kind).or_default() -= n;
     }
-    // The other kinds in full, over every message id of the new snapshot.
-    create_view(
-        ctx,
-        "message_ids",
-        &format!(
-            "SELECT message_id AS id FROM prev_turns WHERE {}
-             UNION ALL SELECT message_id AS id FROM prev__other_messages WHERE {}
-             UNION ALL SELECT id FROM chat_chatmessage",
-            kept_chat("prev_turns"),
-            kept_chat("prev__other_messages")
-        ),
-    )
-    .await?;
+    // The other kinds in full; the dangling tagged items over the message
+    // ids of the new snapshot: the previous ones, less those of the changed
+    // chats, plus those derived again.
     for (kind, n) in transform::anomalies(ctx, transform::ANOMALIES_SQL).await? {
         *counts.entry(kind).or_default() += n;
     }
+    let messages = dangling::Messages::read(
+        ctx,
+        "SELECT message_id FROM prev_turns UNION ALL SELECT message_id FROM prev__other_messages",
+        Some("SELECT message_id FROM x_prev_turns UNION ALL SELECT message_id FROM x_prev_other"),
+        Some("SELECT id FROM chat_chatmessage"),
+    )
+    .await?;
+    counts.insert(
+        dangling::KIND.to_string(),
+        dangling::count(ctx, &messages).await? as i64,
+    );
     Ok(counts
         .into_iter()
         .filter(|(_, n)| *n > 0)
@@ -653,6 +655,85 @@ async fn register_chunks(
     ctx.deregister_table(name)?;
     ctx.register_table(name, provider)?;
     Ok(())
+}
+
+/// The values of the one Int64 column `sql` returns.
+async fn ids(ctx: &SessionContext, sql: &str) -> Result<HashSet<i64>> {
+    let mut out = HashSet::new();
+    for b in ctx.sql(sql).await?.collect().await? {
+        out.extend(b.column(0).as_primitive::<Int64Type>().iter().flatten());
+    }
+    Ok(out)
+}
+
+/// Writes the `chunks` of a time-sorted table into `vdir`, each from its
+/// previous files less the rows `drop` picks (from their `drop_columns`), plus the
+/// rows of `new` (`team_id` first, then the table's columns) in it
+/// ([`crate::patch`]); hard-links every other chunk. Two chunks at a time.
+async fn patch_chunks(
+    new: DataFrame,
+    def: &'static TableDef,
+    chunks: &BTreeSet<Chunk>,
+    drop_columns: &'static [&'static str],
+    drop: DropTest,
+    prev_dir: &Path,
+    vdir: &Path,
+) -> Result<Patched> {
+    let mut order = vec![col(TEAM_COLUMN).sort(true, false)];
+    order.extend(def.sort_by.iter().map(|c| col(*c).sort(true, false)));
+    let chunk_col = chunk_column(def).map(|c| 1 + def.schema.index_of(c).expect("chunk column in schema"));
+    let mut new_rows: BTreeMap<Chunk, Vec<RecordBatch>> = BTreeMap::new();
+    for batch in new.sort(order)?.collect().await? {
+        for (chunk, rows) in split_into_chunks(&batch, true, chunk_col) {
+            new_rows.entry(chunk).or_default().push(rows);
+        }
+    }
+    let mut files = chunk_files(def, prev_dir).map_err(Error::PrevSnapshot)?;
+    let jobs: Vec<_> = chunks
+        .iter()
+        .map(|c| {
+            let out = chunk_dir(&vdir.join(def.name), c.team);
+            let month = c.month.expect("a time-sorted table");
+            (
+                files.remove(c).unwrap_or_default(),
+                month,
+                new_rows.remove(c).unwrap_or_default(),
+                out,
+            )
+        })
+        .collect();
+    let jobs = std::sync::Mutex::new(jobs);
+    let done = tokio::task::spawn_blocking(move || {
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut done = Patched::default();
+                        loop {
+                            let Some((files, month, new, out)) = jobs.lock().expect("job list").pop() else {
+                                return Ok::<_, Error>(done);
+                            };
+                            let change = Change {
+                                drop: Some(Drop {
+                                    columns: drop_columns,
+                                    test: drop.as_ref(),
+                                }),
+                                new,
+                            };
+                            done += patch_chunk(def, &files, month, change, &out)?;
+                        }
+                    })
+                })
+                .collect();
+            workers.into_iter().try_fold(Patched::default(), |all, w| {
+                Ok::<_, Error>(all + w.join().expect("a patch worker panicked")?)
+            })
+        })
+    })
+    .await
+    .map_err(|e| Error::io("patching a snapshot table", std::io::Error::other(e)))??;
+    link_except(def, prev_dir, vdir, chunks)?;
+    Ok(done)
 }
 
 /// Writes `df` (the complete rows of `chunks`) and hard-links every other

@@ -7,10 +7,12 @@
 //! generate ─────────────────────────┘
 //! ```
 
+pub mod dangling;
 pub mod error;
 pub mod fixture;
 pub mod generate;
 pub mod incremental;
+pub mod patch;
 pub mod pgcopy;
 pub mod postgres;
 pub mod progress;

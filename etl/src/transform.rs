@@ -21,6 +21,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use ocs_dash_engine::snapshot::{self, VersionDir, register_table};
 
+use crate::dangling;
 use crate::error::Result;
 
 /// Memory the ETL's queries may hold before sorts and aggregations spill to disk.
@@ -73,7 +74,8 @@ pub const MESSAGE_ITEMS_SQL: &str = include_str!("../sql/message_items.sql");
 /// `message_items` joined with `snap_turns`.
 pub const MESSAGE_TAGS_SQL: &str = include_str!("../sql/message_tags.sql");
 pub const SESSION_TAGS_SQL: &str = include_str!("../sql/session_tags.sql");
-/// Anomalies of tables other than messages (reads the view `message_ids`).
+/// Anomalies of tables other than messages, except the dangling tagged
+/// items ([`crate::dangling`]).
 pub const ANOMALIES_SQL: &str = include_str!("../sql/anomalies.sql");
 /// Per-message anomalies: additive over any split of the messages by chat.
 pub const MESSAGE_ANOMALIES_SQL: &str = include_str!("../sql/message_anomalies.sql");
@@ -104,7 +106,6 @@ pub async fn create_view(ctx: &SessionContext, name: &str, sql: &str) -> Result<
 /// idle much of the time (a sort's merge, a writer waiting on its encoders).
 pub async fn run(ctx: &SessionContext, version: &VersionDir) -> Result<Transformed> {
     create_view(ctx, "message_items", MESSAGE_ITEMS_SQL).await?;
-    create_view(ctx, "message_ids", "SELECT id FROM chat_chatmessage").await?;
     let mut tables = BTreeMap::new();
     for (name, sql) in FIRST {
         tables.extend(step(ctx, version, name, sql).await?);
@@ -124,6 +125,11 @@ pub async fn run(ctx: &SessionContext, version: &VersionDir) -> Result<Transform
                     found.insert(kind, n as u64);
                 }
             }
+        }
+        let messages = dangling::Messages::read(ctx, "SELECT id FROM chat_chatmessage", None, None).await?;
+        let n = dangling::count(ctx, &messages).await?;
+        if n > 0 {
+            found.insert(dangling::KIND.to_string(), n);
         }
         Ok::<_, crate::error::Error>((written, found))
     };

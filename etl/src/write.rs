@@ -139,7 +139,7 @@ pub fn split_into_chunks(
     out
 }
 
-fn properties(def: &TableDef) -> WriterProperties {
+pub(crate) fn properties(def: &TableDef) -> WriterProperties {
     let sorting = def
         .sort_by
         .iter()
