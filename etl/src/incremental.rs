@@ -8,8 +8,10 @@
 //! `message_tags`) are stored as one file per team and UTC month
 //! ([`crate::write::chunk_column`]); the other team tables as one file per
 //! team. A file is either copied (hard-linked) from the previous version or
-//! written from scratch with all of its rows, so it suffices to find a
-//! superset of the files whose rows changed:
+//! written again with all of its rows (for `turns` and `message_tags`,
+//! [`crate::patch`] copies the row groups that keep all their rows and gain
+//! none, and encodes only the others), so it suffices to find a superset of
+//! the files whose rows changed:
 //!
 //! - **Small tables** (`chatbots`, `participants`, `tags`, `sessions`,
 //!   `session_tags`) are derived in full from the re-read source tables and
@@ -361,22 +363,46 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
     )
     .await?;
     a_tags.extend(a_turns.iter().copied());
-    register_chunks(ctx, "a_prev_tags", def("message_tags"), &plan.prev_dir, &a_tags).await?;
     // Turns derived again: every item on them, as a full run joins them.
     create_view(ctx, "snap_turns", "SELECT * FROM d_turns").await?;
-    let tags = ctx
+    let new = ctx
         .sql(&format!(
-            "SELECT team_id, {tag_cols} FROM a_prev_tags p
-             WHERE NOT EXISTS (SELECT 1 FROM x_prev_turns x WHERE x.message_id = p.message_id)
-               AND NOT EXISTS (SELECT 1 FROM tags_diff d WHERE d.i_message IS NULL
-                   AND d.p_team = p.team_id AND d.p_tag = p.tag_id AND d.p_message = p.message_id)
-             UNION ALL SELECT team_id, {tag_cols} FROM tags_added
-             UNION ALL SELECT * FROM ({})",
+            "SELECT team_id, {tag_cols} FROM tags_added UNION ALL SELECT * FROM ({})",
             transform::MESSAGE_TAGS_SQL
         ))
         .await?;
-    write_chunks(tags, def("message_tags"), &a_tags, &plan.prev_dir, version).await?;
-    step.log(&format!("message tags: {} team-months patched", a_tags.len()));
+    // Tags of turns derived again, and of items gone.
+    let derived = ids(ctx, "SELECT message_id FROM x_prev_turns").await?;
+    let mut gone = HashSet::new();
+    for b in ctx
+        .sql("SELECT p_tag, p_message FROM tags_diff WHERE i_message IS NULL")
+        .await?
+        .collect()
+        .await?
+    {
+        let (tag, message) = (
+            b.column(0).as_primitive::<Int64Type>(),
+            b.column(1).as_primitive::<Int64Type>(),
+        );
+        gone.extend(tag.values().iter().copied().zip(message.values().iter().copied()));
+    }
+    let drop = Arc::new(move |v: &[i64]| derived.contains(&v[1]) || gone.contains(&(v[0], v[1])));
+    let patched = patch_chunks(
+        new,
+        def("message_tags"),
+        &a_tags,
+        &["tag_id", "message_id"],
+        drop,
+        &plan.prev_dir,
+        vdir,
+    )
+    .await?;
+    step.log(&format!(
+        "message tags: {} team-months patched ({} row groups copied, {} encoded)",
+        a_tags.len(),
+        patched.copied,
+        patched.encoded
+    ));
 
     materialize(ctx, "snap_session_tags", transform::SESSION_TAGS_SQL).await?;
     let changed = changed_chunks(ctx, def("session_tags")).await?;
