@@ -49,7 +49,7 @@ use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
 use datafusion::datasource::MemTable;
-use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext, col, lit};
+use datafusion::prelude::{DataFrame, SessionContext, col, lit};
 use ocs_dash_engine::snapshot::{
     DataDir, Manifest, MessageWatermark, RollupCoverage, TABLES, TEAM_COLUMN, TableDef, VersionDir, register_all,
     table, timestamp_type, utc_micros,
@@ -60,7 +60,9 @@ use crate::error::{Error, Result};
 use crate::patch::{Change, Drop, DropTest, Patched, patch_chunk};
 use crate::slots;
 use crate::transform::{self, Transformed, create_view};
-use crate::write::{Chunk, chunk_column, chunk_dir, file_month, month_of, month_start, split_into_chunks, write_table};
+use crate::write::{
+    Chunk, SessionLinks, chunk_column, chunk_dir, file_month, month_of, month_start, split_into_chunks, write_table,
+};
 
 /// Session columns whose change can change a turn, an other message, or a
 /// per-message anomaly of the session's chat (`team_id` and `session_id`
@@ -298,7 +300,6 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
     )
     .await?;
     a_slots.extend(a_turns.iter().copied());
-    register_chunks(ctx, "a_prev_slots", slots_def, &plan.prev_dir, &a_slots).await?;
     create_view(
         ctx,
         "snap_turns",
@@ -319,17 +320,18 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
         Arc::new(slots::rollup_table(ctx.table("snap_turns").await?).await?),
     )?;
     step.log("turn slots: sessions with new or changed turns rolled up again");
-    let slot_cols = columns(slots_def);
-    let slots = ctx
-        .sql(&kept_and_new(
-            &slot_cols,
-            "a_prev_slots",
-            "NOT EXISTS (SELECT 1 FROM t_sessions t WHERE t.session_id = a_prev_slots.session_id)",
-            "d_slots",
-        ))
+    let new = ctx
+        .sql(&format!("SELECT team_id, {} FROM d_slots", columns(slots_def)))
         .await?;
-    write_chunks(slots, slots_def, &a_slots, &plan.prev_dir, version).await?;
-    step.log(&format!("turn slots: {} team-months rewritten", a_slots.len()));
+    let rolled_up = ids(ctx, "SELECT session_id FROM t_sessions").await?;
+    let drop = Arc::new(move |v: &[i64]| rolled_up.contains(&v[0]));
+    let patched = patch_chunks(new, slots_def, &a_slots, &["session_id"], drop, &plan.prev_dir, vdir).await?;
+    step.log(&format!(
+        "turn slots: {} team-months rewritten ({} row groups copied, {} encoded)",
+        a_slots.len(),
+        patched.copied,
+        patched.encoded
+    ));
 
     // Message tags: months whose turns changed, lost a tag, or gained one,
     // patched from their previous rows (see the module docs).
@@ -631,58 +633,6 @@ fn chunk_files(def: &TableDef, version_dir: &Path) -> std::result::Result<BTreeM
     Ok(out)
 }
 
-/// Registers as `name` the rows of `chunks` of a table in a version (with
-/// the `team_id` column first); an empty table if none has a file.
-async fn register_chunks(
-    ctx: &SessionContext,
-    name: &str,
-    def: &TableDef,
-    version_dir: &Path,
-    chunks: &BTreeSet<Chunk>,
-) -> Result<()> {
-    let files = chunk_files(def, version_dir).map_err(Error::PrevSnapshot)?;
-    // One scan per team over all of its chunks' files (a union of one scan
-    // per file planned and opened each file on its own).
-    let mut by_team: BTreeMap<i64, Vec<String>> = BTreeMap::new();
-    for chunk in chunks {
-        for path in files.get(chunk).into_iter().flatten() {
-            by_team
-                .entry(chunk.team.unwrap_or_default())
-                .or_default()
-                .push(path.to_string_lossy().into_owned());
-        }
-    }
-    let mut union: Option<DataFrame> = None;
-    for (team, paths) in by_team {
-        let df = ctx
-            .read_parquet(paths, ParquetReadOptions::default().schema(&def.schema))
-            .await?;
-        let mut cols = vec![lit(team).alias(TEAM_COLUMN)];
-        cols.extend(def.schema.fields().iter().map(|f| col(f.name())));
-        let df = df.select(cols)?;
-        union = Some(match union {
-            Some(u) => u.union(df)?,
-            None => df,
-        });
-    }
-    let provider = match union {
-        Some(df) => df.into_view(),
-        None => {
-            let mut fields = vec![datafusion::arrow::datatypes::Field::new(
-                TEAM_COLUMN,
-                DataType::Int64,
-                false,
-            )];
-            fields.extend(def.schema.fields().iter().map(|f| f.as_ref().clone()));
-            let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
-            Arc::new(MemTable::try_new(schema, vec![vec![]])?)
-        }
-    };
-    ctx.deregister_table(name)?;
-    ctx.register_table(name, provider)?;
-    Ok(())
-}
-
 /// The values of the one Int64 column `sql` returns.
 async fn ids(ctx: &SessionContext, sql: &str) -> Result<HashSet<i64>> {
     let mut out = HashSet::new();
@@ -709,7 +659,14 @@ async fn patch_chunks(
     order.extend(def.sort_by.iter().map(|c| col(*c).sort(true, false)));
     let chunk_col = chunk_column(def).map(|c| 1 + def.schema.index_of(c).expect("chunk column in schema"));
     let mut new_rows: BTreeMap<Chunk, Vec<RecordBatch>> = BTreeMap::new();
+    // Links between a session's slots, as the writer fills them: the new
+    // rows hold every slot of their sessions.
+    let mut links = SessionLinks::for_table(def);
     for batch in new.sort(order)?.collect().await? {
+        let batch = match links.as_mut() {
+            Some(links) => links.fill(batch)?,
+            None => batch,
+        };
         for (chunk, rows) in split_into_chunks(&batch, true, chunk_col) {
             new_rows.entry(chunk).or_default().push(rows);
         }
@@ -760,19 +717,6 @@ async fn patch_chunks(
     .map_err(|e| Error::io("patching a snapshot table", std::io::Error::other(e)))??;
     link_except(def, prev_dir, vdir, chunks)?;
     Ok(done)
-}
-
-/// Writes `df` (the complete rows of `chunks`) and hard-links every other
-/// chunk of the table from the previous version.
-async fn write_chunks(
-    df: DataFrame,
-    def: &'static TableDef,
-    chunks: &BTreeSet<Chunk>,
-    prev_dir: &Path,
-    version: &VersionDir,
-) -> Result<()> {
-    write_table(df, def, version).await?;
-    link_except(def, prev_dir, &local(version), chunks)
 }
 
 /// The rows in which `snap_<table>` and `prev_<table>` differ (with

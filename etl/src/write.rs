@@ -421,7 +421,7 @@ impl<'a> TableWriter<'a> {
 /// came with: NULL for a slot just rolled up (it is the session's first), the
 /// stored links for a slot an incremental run carries over (its session is
 /// unchanged and its earlier slots are in months that are not rewritten).
-struct SessionLinks {
+pub(crate) struct SessionLinks {
     /// Positions in the written batches (team first).
     team: usize,
     session: usize,
@@ -436,7 +436,7 @@ struct SessionLinks {
 }
 
 impl SessionLinks {
-    fn for_table(def: &TableDef) -> Option<SessionLinks> {
+    pub(crate) fn for_table(def: &TableDef) -> Option<SessionLinks> {
         let at = |name: &str| def.schema.index_of(name).ok().map(|i| i + 1);
         Some(SessionLinks {
             team: 0,
@@ -450,7 +450,7 @@ impl SessionLinks {
         })
     }
 
-    fn fill(&mut self, batch: RecordBatch) -> Result<RecordBatch> {
+    pub(crate) fn fill(&mut self, batch: RecordBatch) -> Result<RecordBatch> {
         let team = batch.column(self.team).as_primitive::<Int64Type>();
         let session = batch.column(self.session).as_primitive::<Int64Type>();
         let slot = batch.column(self.slot).as_primitive::<TimestampMicrosecondType>();
