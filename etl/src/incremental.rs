@@ -61,7 +61,8 @@ use crate::patch::{Change, Drop, DropTest, Patched, patch_chunk};
 use crate::slots;
 use crate::transform::{self, Transformed, create_view};
 use crate::write::{
-    Chunk, SessionLinks, chunk_column, chunk_dir, file_month, month_of, month_start, split_into_chunks, write_table,
+    Chunk, SessionLinks, chunk_column, chunk_dir, file_month, month_of, month_start, sort_keys, split_into_chunks,
+    write_table,
 };
 
 /// Session columns whose change can change a turn, an other message, or a
@@ -161,8 +162,8 @@ pub async fn prepare(ctx: &SessionContext, dir: &DataDir, prev: Manifest, prev_d
         ctx,
         "sessions_diff",
         &format!(
-            "SELECT n.team_id AS n_team, n.created_at AS n_created, n.chat_id AS n_chat,
-                    p.team_id AS p_team, p.created_at AS p_created, p.chat_id AS p_chat,
+            "SELECT n.team_id AS n_team, n.created_at AS n_created, n.chat_id AS n_chat, n.session_id AS n_session,
+                    p.team_id AS p_team, p.created_at AS p_created, p.chat_id AS p_chat, p.session_id AS p_session,
                     (n.session_id IS NULL OR p.session_id IS NULL OR {}) AS turns_changed
              FROM snap_sessions n FULL JOIN prev_sessions p ON n.session_id = p.session_id
              WHERE n.session_id IS NULL OR p.session_id IS NULL OR {}",
@@ -258,7 +259,18 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
          UNION SELECT p_team, date_trunc('month', p_created) FROM sessions_diff WHERE p_team IS NOT NULL",
     )
     .await?;
-    write_changed(ctx, def("sessions"), &changed, &plan.prev_dir, version).await?;
+    // Their months, patched: the sessions added or changed replace those
+    // changed or deleted.
+    let sessions = def("sessions");
+    let new = ctx
+        .sql(&format!(
+            "SELECT team_id, {} FROM snap_sessions WHERE session_id IN (SELECT n_session FROM sessions_diff)",
+            columns(sessions)
+        ))
+        .await?;
+    let replaced = ids(ctx, "SELECT p_session FROM sessions_diff").await?;
+    let drop = Arc::new(move |v: &[i64]| replaced.contains(&v[0]));
+    patch_chunks(new, sessions, &changed, &["session_id"], drop, &plan.prev_dir, vdir).await?;
     step.log("small tables");
 
     // Turns and their rollup, month by month.
@@ -270,9 +282,11 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
              SELECT team_id, created_at FROM x_prev_turns UNION ALL SELECT team_id, created_at FROM d_turns)",
     )
     .await?;
-    let drop = ids(ctx, "SELECT chat_id FROM x_chats").await?;
+    // Turns and other messages of the changed chats go.
+    let changed_chats = Arc::new(ids(ctx, "SELECT chat_id FROM x_chats").await?);
+    let of_changed_chats = move |chats: Arc<HashSet<i64>>| Arc::new(move |v: &[i64]| chats.contains(&v[0]));
     let new = ctx.table("d_turns").await?;
-    let drop = Arc::new(move |v: &[i64]| drop.contains(&v[0]));
+    let drop = of_changed_chats(changed_chats.clone());
     let patched = patch_chunks(new, turns, &a_turns, &["chat_id"], drop, &plan.prev_dir, vdir).await?;
     step.log(&format!(
         "turns: {} team-months rewritten ({} row groups copied, {} encoded)",
@@ -419,14 +433,13 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
     {
         link_except(other, &plan.prev_dir, vdir, &BTreeSet::new())?;
     } else {
-        let rows = ctx
-            .sql(&format!(
-                "SELECT * FROM prev__other_messages WHERE {}
-                 UNION ALL SELECT message_id, chat_id, message_type, created_at FROM d_other",
-                kept_chat("prev__other_messages")
-            ))
-            .await?;
-        write_table(rows, other, version).await?;
+        let new = ctx.sql(&format!("SELECT {} FROM d_other", columns(other))).await?;
+        let all = BTreeSet::from([Chunk {
+            team: None,
+            month: None,
+        }]);
+        let drop = of_changed_chats(changed_chats);
+        patch_chunks(new, other, &all, &["chat_id"], drop, &plan.prev_dir, vdir).await?;
     }
     step.log("session tags and other messages");
 
@@ -655,8 +668,7 @@ async fn patch_chunks(
     prev_dir: &Path,
     vdir: &Path,
 ) -> Result<Patched> {
-    let mut order = vec![col(TEAM_COLUMN).sort(true, false)];
-    order.extend(def.sort_by.iter().map(|c| col(*c).sort(true, false)));
+    let order = sort_keys(def).map(|c| col(c).sort(true, false)).collect();
     let chunk_col = chunk_column(def).map(|c| 1 + def.schema.index_of(c).expect("chunk column in schema"));
     let mut new_rows: BTreeMap<Chunk, Vec<RecordBatch>> = BTreeMap::new();
     // Links between a session's slots, as the writer fills them: the new
@@ -667,7 +679,7 @@ async fn patch_chunks(
             Some(links) => links.fill(batch)?,
             None => batch,
         };
-        for (chunk, rows) in split_into_chunks(&batch, true, chunk_col) {
+        for (chunk, rows) in split_into_chunks(&batch, def.partitioned, chunk_col) {
             new_rows.entry(chunk).or_default().push(rows);
         }
     }
@@ -676,10 +688,9 @@ async fn patch_chunks(
         .iter()
         .map(|c| {
             let out = chunk_dir(&vdir.join(def.name), c.team);
-            let month = c.month.expect("a time-sorted table");
             (
                 files.remove(c).unwrap_or_default(),
-                month,
+                c.month,
                 new_rows.remove(c).unwrap_or_default(),
                 out,
             )

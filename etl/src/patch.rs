@@ -1,5 +1,6 @@
-//! Rewriting one chunk of a time-sorted table (a team's month, see
-//! [`crate::write::chunk_column`]) when few of its rows change: the row
+//! Rewriting one chunk of a table (a team's month of a time-sorted table,
+//! see [`crate::write::chunk_column`], or an unpartitioned table's files)
+//! when few of its rows change: the row
 //! groups that lose no row and that no new row sorts into are copied byte
 //! for byte, with their statistics and page index; only the others are
 //! decoded, filtered, merged with the new rows and encoded again.
@@ -40,7 +41,7 @@ use parquet::file::statistics::Statistics;
 use parquet::file::writer::SerializedFileWriter;
 
 use crate::error::{Error, Result};
-use crate::write::{FILE_ROWS, ROW_GROUP_ROWS, properties};
+use crate::write::{FILE_ROWS, ROW_GROUP_ROWS, file_name, properties};
 
 /// What changes in a chunk: the previous rows that `drop` picks go; `new`
 /// rows (the table's columns, sorted by its `sort_by`) come.
@@ -153,13 +154,13 @@ impl Group {
     }
 }
 
-/// Writes the chunk `month` of a team (its previous `files`, in part
-/// order) with `change` applied, as `part-<month>-<n>.parquet` files in
+/// Writes a chunk (of `month`, in a time-sorted table; its previous `files`
+/// in part order) with `change` applied, as the chunk's files in
 /// `out_dir`. Blocking: file I/O and encoding.
 pub fn patch_chunk(
     def: &TableDef,
     files: &[PathBuf],
-    month: u32,
+    month: Option<u32>,
     change: Change<'_>,
     out_dir: &Path,
 ) -> Result<Patched> {
@@ -276,7 +277,7 @@ struct Output<'a> {
     def: &'a TableDef,
     schema: SchemaRef,
     dir: &'a Path,
-    month: u32,
+    month: Option<u32>,
     part: usize,
     file_rows: usize,
     writer: Option<(SerializedFileWriter<File>, ArrowRowGroupWriterFactory)>,
@@ -284,7 +285,7 @@ struct Output<'a> {
 }
 
 impl<'a> Output<'a> {
-    fn new(def: &'a TableDef, schema: SchemaRef, dir: &'a Path, month: u32) -> Result<Self> {
+    fn new(def: &'a TableDef, schema: SchemaRef, dir: &'a Path, month: Option<u32>) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         Ok(Output {
             def,
@@ -305,7 +306,7 @@ impl<'a> Output<'a> {
             self.part += 1;
         }
         if self.writer.is_none() {
-            let path = self.dir.join(format!("part-{}-{}.parquet", self.month, self.part));
+            let path = self.dir.join(file_name(self.month, self.part));
             let file = File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
             let mut props = properties(self.def);
             add_encoded_arrow_schema_to_metadata(&self.schema, &mut props);
@@ -479,7 +480,7 @@ mod tests {
         let written = patch_chunk(
             def,
             &[],
-            202611,
+            Some(202611),
             Change {
                 drop: None,
                 new: vec![turns(&old)],
@@ -507,7 +508,7 @@ mod tests {
         let patched = patch_chunk(
             def,
             &[first.path().join("part-202611-0.parquet")],
-            202611,
+            Some(202611),
             Change {
                 drop: Some(Drop {
                     columns: &["chat_id"],
@@ -535,7 +536,7 @@ mod tests {
         let none = patch_chunk(
             def,
             &[second.path().join("part-202611-0.parquet")],
-            202611,
+            Some(202611),
             Change {
                 drop: Some(Drop {
                     columns: &["chat_id"],

@@ -212,6 +212,15 @@ async fn finish(encoder: JoinHandle<Result<()>>) -> Result<()> {
         .map_err(|e| Error::io("encoding a snapshot file", std::io::Error::other(e)))?
 }
 
+/// The name of a table's file: `part-YYYYMM-<n>.parquet` in a time-sorted
+/// table, `part-<n>.parquet` in the others.
+pub fn file_name(month: Option<u32>, part: usize) -> String {
+    match month {
+        Some(m) => format!("part-{m}-{part}.parquet"),
+        None => format!("part-{part}.parquet"),
+    }
+}
+
 /// The folder of a team's files (or the table's, if unpartitioned).
 pub fn chunk_dir(table_dir: &Path, team: Option<i64>) -> PathBuf {
     match team {
@@ -222,7 +231,7 @@ pub fn chunk_dir(table_dir: &Path, team: Option<i64>) -> PathBuf {
 
 /// The sort a table's rows are written in: team first (partitioned tables),
 /// then the table's `sort_by`.
-fn sort_keys(def: &TableDef) -> impl Iterator<Item = &'static str> + '_ {
+pub(crate) fn sort_keys(def: &TableDef) -> impl Iterator<Item = &'static str> + '_ {
     def.partitioned
         .then_some(TEAM_COLUMN)
         .into_iter()
@@ -337,10 +346,7 @@ impl<'a> TableWriter<'a> {
     }
 
     fn open(&self, chunk: Chunk, part: usize) -> Result<TeamFile> {
-        let name = match chunk.month {
-            Some(m) => format!("part-{m}-{part}.parquet"),
-            None => format!("part-{part}.parquet"),
-        };
+        let name = file_name(chunk.month, part);
         let sink = BufWriter::new(
             self.version.data().store().clone(),
             self.version.path(self.def.name, chunk.team, &name),
