@@ -447,6 +447,18 @@ mod tests {
         .unwrap()
     }
 
+    /// Count and message id sum of the turns of `batch` in a window of
+    /// seconds.
+    fn expected_window(batch: &RecordBatch, from: i64, to: i64) -> (i64, i64) {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+        let ids = batch.column(0).as_primitive::<Int64Type>();
+        let at = batch.column(7).as_primitive::<TimestampMicrosecondType>();
+        (0..batch.num_rows())
+            .filter(|&i| (from * 1_000_000..to * 1_000_000).contains(&at.value(i)))
+            .fold((0, 0), |(n, s), i| (n + 1, s + ids.value(i)))
+    }
+
     fn sorted(batch: &RecordBatch) -> RecordBatch {
         let keys = [7, 0].map(|c| SortColumn {
             values: batch.column(c).clone(),
@@ -470,8 +482,33 @@ mod tests {
         (concat_batches(&def.schema, &batches).unwrap(), groups)
     }
 
-    #[test]
-    fn patching_copies_untouched_row_groups_and_keeps_the_order() {
+    /// Turns of a file with `created_at` in a window, through DataFusion's
+    /// Parquet scan with filter pushdown: it prunes row groups on their
+    /// statistics and pages on the page index, so wrong statistics or page
+    /// offsets in a copied row group would show.
+    async fn window(path: &std::path::Path, from: i64, to: i64) -> (i64, i64) {
+        use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+        let mut config = SessionConfig::new();
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        let ctx = SessionContext::new_with_config(config);
+        ctx.register_parquet("t", path.to_str().unwrap(), ParquetReadOptions::default())
+            .await
+            .unwrap();
+        let sql = format!(
+            "SELECT count(*), CAST(COALESCE(sum(message_id), 0) AS BIGINT) FROM t
+             WHERE created_at >= to_timestamp_seconds({from}) AND created_at < to_timestamp_seconds({to})"
+        );
+        let b = &ctx.sql(&sql).await.unwrap().collect().await.unwrap()[0];
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::Int64Type;
+        (
+            b.column(0).as_primitive::<Int64Type>().value(0),
+            b.column(1).as_primitive::<Int64Type>().value(0),
+        )
+    }
+
+    #[tokio::test]
+    async fn patching_copies_untouched_row_groups_and_keeps_the_order() {
         let def = table("turns").unwrap();
         // 200k turns, three per second (ties on the first sort key across
         // row group boundaries), 500 consecutive turns per chat.
@@ -531,6 +568,21 @@ mod tests {
         // after the end.
         assert_eq!((patched.copied, patched.encoded), (2, 3), "{patched:?}");
         assert_eq!(groups, 5);
+        // Windows inside the copied first and last row groups, and across.
+        let start = 1_793_491_200; // 2026-11-01T00:00:00Z
+        for (from, to) in [
+            (100, 900),
+            (20_000, 21_000),
+            (66_000, 66_600),
+            (10_000, 60_000),
+            (0, 100_000),
+        ] {
+            let want = expected_window(&expected, start + from, start + to);
+            assert_eq!(
+                window(&second.path().join("part-202611-0.parquet"), start + from, start + to).await,
+                want
+            );
+        }
         // Nothing to do: every row group is copied as it was.
         let third = tempfile::tempdir().unwrap();
         let none = patch_chunk(
