@@ -288,12 +288,7 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
     let new = ctx.table("d_turns").await?;
     let drop = of_changed_chats(changed_chats.clone());
     let patched = patch_chunks(new, turns, &a_turns, &["chat_id"], drop, &plan.prev_dir, vdir).await?;
-    step.log(&format!(
-        "turns: {} team-months rewritten ({} row groups copied, {} encoded)",
-        a_turns.len(),
-        patched.copied,
-        patched.encoded
-    ));
+    step.log(&format!("turns: {} team-months rewritten ({patched})", a_turns.len()));
     // A session's slots are linked across months (`prev_slot`), so a session
     // with any new or changed turn is rolled up again from all its turns
     // (kept ones from the previous version, plus d_turns), and every month
@@ -341,10 +336,8 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
     let drop = Arc::new(move |v: &[i64]| rolled_up.contains(&v[0]));
     let patched = patch_chunks(new, slots_def, &a_slots, &["session_id"], drop, &plan.prev_dir, vdir).await?;
     step.log(&format!(
-        "turn slots: {} team-months rewritten ({} row groups copied, {} encoded)",
-        a_slots.len(),
-        patched.copied,
-        patched.encoded
+        "turn slots: {} team-months rewritten ({patched})",
+        a_slots.len()
     ));
 
     // Message tags: months whose turns changed, lost a tag, or gained one,
@@ -414,10 +407,8 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
     )
     .await?;
     step.log(&format!(
-        "message tags: {} team-months patched ({} row groups copied, {} encoded)",
-        a_tags.len(),
-        patched.copied,
-        patched.encoded
+        "message tags: {} team-months patched ({patched})",
+        a_tags.len()
     ));
 
     materialize(ctx, "snap_session_tags", transform::SESSION_TAGS_SQL).await?;

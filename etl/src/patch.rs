@@ -98,6 +98,12 @@ pub struct Patched {
     pub encoded: usize,
 }
 
+impl std::fmt::Display for Patched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} row groups copied, {} encoded", self.copied, self.encoded)
+    }
+}
+
 impl std::ops::Add for Patched {
     type Output = Patched;
 
