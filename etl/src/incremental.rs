@@ -8,10 +8,11 @@
 //! `message_tags`) are stored as one file per team and UTC month
 //! ([`crate::write::chunk_column`]); the other team tables as one file per
 //! team. A file is either copied (hard-linked) from the previous version or
-//! written again with all of its rows (for `turns` and `message_tags`,
-//! [`crate::patch`] copies the row groups that keep all their rows and gain
-//! none, and encodes only the others), so it suffices to find a superset of
-//! the files whose rows changed:
+//! written again with all of its rows (for `sessions`, `turns`,
+//! `turn_slots`, `message_tags` and `_other_messages`, [`crate::patch`]
+//! copies the row groups that keep all their rows and gain none, and
+//! encodes only the others), so it suffices to find a superset of the files
+//! whose rows changed:
 //!
 //! - **Small tables** (`chatbots`, `participants`, `tags`, `sessions`,
 //!   `session_tags`) are derived in full from the re-read source tables and
@@ -61,8 +62,8 @@ use crate::patch::{Change, Drop, DropTest, Patched, patch_chunk};
 use crate::slots;
 use crate::transform::{self, Transformed, create_view};
 use crate::write::{
-    Chunk, SessionLinks, chunk_column, chunk_dir, file_month, month_of, month_start, sort_keys, split_into_chunks,
-    write_table,
+    Chunk, ENCODERS, SessionLinks, chunk_column, chunk_dir, file_month, month_of, month_start, sort_keys,
+    split_into_chunks, write_table,
 };
 
 /// Session columns whose change can change a turn, an other message, or a
@@ -646,10 +647,11 @@ async fn ids(ctx: &SessionContext, sql: &str) -> Result<HashSet<i64>> {
     Ok(out)
 }
 
-/// Writes the `chunks` of a time-sorted table into `vdir`, each from its
-/// previous files less the rows `drop` picks (from their `drop_columns`), plus the
-/// rows of `new` (`team_id` first, then the table's columns) in it
-/// ([`crate::patch`]); hard-links every other chunk. Two chunks at a time.
+/// Writes the `chunks` of a table into `vdir`, each from its previous files
+/// less the rows `drop` picks (from their `drop_columns`), plus the rows of
+/// `new` (`team_id` first if the table is partitioned, then its columns) in
+/// it ([`crate::patch`]); hard-links every other chunk. [`ENCODERS`] chunks
+/// at a time.
 async fn patch_chunks(
     new: DataFrame,
     def: &'static TableDef,
@@ -690,7 +692,7 @@ async fn patch_chunks(
     let jobs = std::sync::Mutex::new(jobs);
     let done = tokio::task::spawn_blocking(move || {
         std::thread::scope(|s| {
-            let workers: Vec<_> = (0..2)
+            let workers: Vec<_> = (0..ENCODERS)
                 .map(|_| {
                     s.spawn(|| {
                         let mut done = Patched::default();

@@ -173,7 +173,7 @@ const ZSTD_LEVEL: i32 = 1;
 /// Files encoded at the same time, each on a task of its own, while the
 /// sorted rows stream on: Parquet encoding and compression, not the sort,
 /// is most of a write.
-const ENCODERS: usize = 2;
+pub(crate) const ENCODERS: usize = 2;
 
 /// A file being written: its rows go to the task that encodes them.
 struct TeamFile {
