@@ -17,6 +17,7 @@ use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use crate::error::Result;
+use crate::transform::int64_values;
 
 /// The anomaly's name in a run's summary and manifest.
 pub const KIND: &str = "tagged_items_dangling";
@@ -64,22 +65,6 @@ impl IdSet {
     }
 }
 
-/// The non-null values of the one Int64 column `sql` returns.
-async fn ids(ctx: &SessionContext, sql: &str) -> Result<Vec<i64>> {
-    let mut out = Vec::new();
-    let mut stream = ctx.sql(sql).await?.execute_stream().await?;
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        let col = batch.column(0).as_primitive::<Int64Type>();
-        if col.null_count() == 0 {
-            out.extend_from_slice(col.values());
-        } else {
-            out.extend(col.iter().flatten());
-        }
-    }
-    Ok(out)
-}
-
 /// Which messages exist: the ids of `base` except those of `removed`, plus
 /// those of `added` (an incremental run: the previous snapshot's messages,
 /// those of its changed chats, and those derived again).
@@ -95,7 +80,7 @@ impl Messages {
     pub async fn read(ctx: &SessionContext, base: &str, removed: Option<&str>, added: Option<&str>) -> Result<Self> {
         async fn set(ctx: &SessionContext, sql: Option<&str>) -> Result<IdSet> {
             Ok(IdSet::new(&match sql {
-                Some(sql) => ids(ctx, sql).await?,
+                Some(sql) => int64_values(ctx, sql).await?,
                 None => Vec::new(),
             }))
         }
@@ -116,11 +101,11 @@ impl Messages {
 /// `django_content_type` and `chat_chat` registered in `ctx`.
 pub async fn count(ctx: &SessionContext, messages: &Messages) -> Result<u64> {
     let content_types = |model: &str| format!("SELECT id FROM django_content_type WHERE app_label = 'chat'{model}");
-    let on_messages = IdSet::new(&ids(ctx, &content_types(" AND model = 'chatmessage'")).await?);
-    let on_chats = IdSet::new(&ids(ctx, &content_types(" AND model = 'chat'")).await?);
-    let on_app = IdSet::new(&ids(ctx, &content_types("")).await?);
-    let tags = IdSet::new(&ids(ctx, "SELECT id FROM annotations_tag").await?);
-    let chats = IdSet::new(&ids(ctx, "SELECT id FROM chat_chat").await?);
+    let on_messages = IdSet::new(&int64_values(ctx, &content_types(" AND model = 'chatmessage'")).await?);
+    let on_chats = IdSet::new(&int64_values(ctx, &content_types(" AND model = 'chat'")).await?);
+    let on_app = IdSet::new(&int64_values(ctx, &content_types("")).await?);
+    let tags = IdSet::new(&int64_values(ctx, "SELECT id FROM annotations_tag").await?);
+    let chats = IdSet::new(&int64_values(ctx, "SELECT id FROM chat_chat").await?);
     let mut stream = ctx
         .sql("SELECT content_type_id, tag_id, object_id FROM annotations_customtaggeditem")
         .await?

@@ -269,8 +269,7 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
             columns(sessions)
         ))
         .await?;
-    let replaced = ids(ctx, "SELECT p_session FROM sessions_diff").await?;
-    let drop = Arc::new(move |v: &[i64]| replaced.contains(&v[0]));
+    let drop = first_in(Arc::new(ids(ctx, "SELECT p_session FROM sessions_diff").await?));
     patch_chunks(new, sessions, &changed, &["session_id"], drop, &plan.prev_dir, vdir).await?;
     step.log("small tables");
 
@@ -285,9 +284,8 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
     .await?;
     // Turns and other messages of the changed chats go.
     let changed_chats = Arc::new(ids(ctx, "SELECT chat_id FROM x_chats").await?);
-    let of_changed_chats = move |chats: Arc<HashSet<i64>>| Arc::new(move |v: &[i64]| chats.contains(&v[0]));
     let new = ctx.table("d_turns").await?;
-    let drop = of_changed_chats(changed_chats.clone());
+    let drop = first_in(changed_chats.clone());
     let patched = patch_chunks(new, turns, &a_turns, &["chat_id"], drop, &plan.prev_dir, vdir).await?;
     step.log(&format!("turns: {} team-months rewritten ({patched})", a_turns.len()));
     // A session's slots are linked across months (`prev_slot`), so a session
@@ -333,8 +331,7 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
     let new = ctx
         .sql(&format!("SELECT team_id, {} FROM d_slots", columns(slots_def)))
         .await?;
-    let rolled_up = ids(ctx, "SELECT session_id FROM t_sessions").await?;
-    let drop = Arc::new(move |v: &[i64]| rolled_up.contains(&v[0]));
+    let drop = first_in(Arc::new(ids(ctx, "SELECT session_id FROM t_sessions").await?));
     let patched = patch_chunks(new, slots_def, &a_slots, &["session_id"], drop, &plan.prev_dir, vdir).await?;
     step.log(&format!(
         "turn slots: {} team-months rewritten ({patched})",
@@ -430,7 +427,7 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
             team: None,
             month: None,
         }]);
-        let drop = of_changed_chats(changed_chats);
+        let drop = first_in(changed_chats);
         patch_chunks(new, other, &all, &["chat_id"], drop, &plan.prev_dir, vdir).await?;
     }
     step.log("session tags and other messages");
@@ -638,13 +635,14 @@ fn chunk_files(def: &TableDef, version_dir: &Path) -> std::result::Result<BTreeM
     Ok(out)
 }
 
-/// The values of the one Int64 column `sql` returns.
+/// The values of the one Int64 column `sql` returns, as a set.
 async fn ids(ctx: &SessionContext, sql: &str) -> Result<HashSet<i64>> {
-    let mut out = HashSet::new();
-    for b in ctx.sql(sql).await?.collect().await? {
-        out.extend(b.column(0).as_primitive::<Int64Type>().iter().flatten());
-    }
-    Ok(out)
+    Ok(transform::int64_values(ctx, sql).await?.into_iter().collect())
+}
+
+/// A [`Drop`] test: the row's first drop column is in `set`.
+fn first_in(set: Arc<HashSet<i64>>) -> DropTest {
+    Arc::new(move |v: &[i64]| set.contains(&v[0]))
 }
 
 /// Writes the `chunks` of a table into `vdir`, each from its previous files

@@ -376,7 +376,7 @@ async fn seal_and_publish(
     if meta.infinite_timestamps > 0 {
         anomalies.insert("infinite_timestamps".into(), meta.infinite_timestamps);
     }
-    let teams = team_ids(ctx).await?;
+    let teams = transform::int64_values(ctx, "SELECT team_id FROM snap_teams ORDER BY team_id").await?;
     let manifest = Manifest {
         format: ocs_dash_engine::snapshot::FORMAT,
         version: meta.version.clone(),
@@ -395,20 +395,6 @@ async fn seal_and_publish(
     dir.publish(&manifest, base).await?;
     progress.finish();
     Ok(manifest)
-}
-
-async fn team_ids(ctx: &SessionContext) -> Result<Vec<i64>> {
-    let mut ids = Vec::new();
-    for b in ctx
-        .sql("SELECT team_id FROM snap_teams ORDER BY team_id")
-        .await?
-        .collect()
-        .await?
-    {
-        let col = b.column(0).as_primitive::<Int64Type>();
-        ids.extend((0..col.len()).map(|i| col.value(i)));
-    }
-    Ok(ids)
 }
 
 /// Builds a new current snapshot from source rows held in memory (a

@@ -12,13 +12,14 @@
 
 use std::collections::BTreeMap;
 
-use datafusion::arrow::array::AsArray;
+use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::Int64Type;
 use std::sync::Arc;
 
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
 use ocs_dash_engine::snapshot::{self, VersionDir, register_table};
 
 use crate::dangling;
@@ -165,6 +166,22 @@ async fn step(ctx: &SessionContext, version: &VersionDir, name: &'static str, sq
         register_table(ctx, &format!("snap_{name}"), version, def)?;
     }
     Ok(written.into_iter().map(|(n, rows)| (n.to_string(), rows)).collect())
+}
+
+/// The non-null values, in order, of the one Int64 column `sql` returns.
+pub async fn int64_values(ctx: &SessionContext, sql: &str) -> Result<Vec<i64>> {
+    let mut out = Vec::new();
+    let mut stream = ctx.sql(sql).await?.execute_stream().await?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let col = batch.column(0).as_primitive::<Int64Type>();
+        if col.null_count() == 0 {
+            out.extend_from_slice(col.values());
+        } else {
+            out.extend(col.iter().flatten());
+        }
+    }
+    Ok(out)
 }
 
 /// Runs an anomaly query: (kind, count) rows.
