@@ -18,10 +18,13 @@
 //!    lower id),
 //! 3. reads only messages above the watermark.
 //!
-//! The reads of 2 and 3 and of every other table run at the same time over
-//! `READERS` connections sharing one snapshot ([`postgres::Reader`]).
-//! If the check in 2 fails, the run falls back to reading every message (the
-//! rest of them, in the same snapshot) and says so in its summary. OCS never
+//! The read of 3 and of every other table runs over `READERS` connections
+//! sharing one snapshot ([`postgres::Reader`]); the check of 2 runs on one
+//! more connection of that snapshot, beside the copies and then beside the
+//! transform of the incremental version, which is published only if the
+//! check passes. If it fails, the run discards that version, falls back to
+//! reading every message (the rest of them, on the checking connection, in
+//! the same snapshot) and says so in its summary. OCS never
 //! edits a message's `chat_id`, `message_type` or `created_at` after insert;
 //! an edit of those in place is the one change an incremental run would not
 //! see (`--full` does).
@@ -144,11 +147,6 @@ const BY_SIZE: &[&str] = &[
 /// Exports OCS Postgres into a new snapshot and makes it current.
 pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summary> {
     let started = Instant::now();
-    // Every table at once over several connections sharing one snapshot:
-    // messages (above the previous watermark, with the check of the ones
-    // below it, see the module docs) first, then the rest, largest first.
-    let mut reader = postgres::Reader::open(&opts.database_url, READERS).await?;
-    let (info, as_of) = (reader.info, reader.as_of);
     let dir = &opts.data;
     prepare_data_dir(dir).await?;
     let head = dir.head().await?;
@@ -163,6 +161,21 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
         },
         None => None,
     };
+    // Every table at once over several connections sharing one snapshot:
+    // messages (above the previous watermark, see the module docs) first,
+    // then the rest, largest first; the check of the messages below the
+    // watermark on a connection of its own, beside the copies and the
+    // transform.
+    let mut reader = postgres::Reader::open(&opts.database_url, READERS + usize::from(previous.is_some())).await?;
+    let (info, as_of) = (reader.info, reader.as_of);
+    let check = previous.as_ref().map(|(prev, _)| {
+        let mut checker = reader.split_off();
+        let below = prev.watermark.max_id;
+        tokio::spawn(async move {
+            let found = checker.message_fingerprint(below).await;
+            found.map(|f| (checker, f))
+        })
+    });
 
     let version = DataDir::new_version_name(Utc::now());
     let vdir = dir.version_dir(&version);
@@ -171,23 +184,20 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
     let watermark = previous.as_ref().map(|(prev, _)| prev.watermark.max_id);
     let mut jobs = Vec::new();
     match watermark {
-        Some(w) => {
-            jobs.push(Job::Fingerprint(w));
-            jobs.push(Job::Copy {
-                table: messages,
-                rows: Rows::Ids {
-                    above: Some(w),
-                    up_to: None,
-                },
-                part: 0,
-            });
-        }
+        Some(w) => jobs.push(Job {
+            table: messages,
+            rows: Rows::Ids {
+                above: Some(w),
+                up_to: None,
+            },
+            part: 0,
+        }),
         // Every message, an equal share of the heap per connection.
         None => {
             let (pages, n) = reader.pages(messages).await?;
             let share = pages.div_ceil(n as u64);
             for part in 0..n {
-                jobs.push(Job::Copy {
+                jobs.push(Job {
                     table: messages,
                     rows: Rows::Pages {
                         from: share * part as u64,
@@ -204,7 +214,7 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
             .filter(|t| t.name != MESSAGES && !BY_SIZE.contains(&t.name)),
     );
     for table in others {
-        jobs.push(Job::Copy {
+        jobs.push(Job {
             table,
             rows: Rows::All,
             part: 0,
@@ -213,7 +223,8 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
     progress.step("reading the source");
     let mut infinite = 0;
     let done = reader.run(&jobs, &stage, progress).await?;
-    let fingerprint = absorb(&mut stage, done, &mut infinite);
+    absorb(&mut stage, done, &mut infinite);
+    reader.close().await?;
     let read_rows: u64 = stage.rows().values().sum();
     progress.done("read", "all", read_rows);
 
@@ -221,51 +232,60 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
     for table in SOURCES.iter().filter(|t| t.name != MESSAGES) {
         stage.register(&ctx, table, table.name).await?;
     }
-    let mut plan = None;
-    if let Some((prev, prev_dir)) = previous {
+    // An incremental version, built while Postgres checks the messages below
+    // the watermark, and published only if they are what the previous
+    // snapshot kept.
+    let mut built = None;
+    if let (Some((prev, prev_dir)), Some(check)) = (previous, check) {
         progress.step("comparing with the previous snapshot");
-        let p = incremental::prepare(&ctx, dir, prev, prev_dir).await?;
-        let kept = p.kept()?;
-        let pg = fingerprint.expect("a fingerprint job with every previous snapshot");
+        let plan = incremental::prepare(&ctx, dir, prev, prev_dir).await?;
+        stage.register(&ctx, messages, "new_chat_chatmessage").await?;
+        progress.step("writing snapshot");
+        let out = incremental::run(&ctx, &plan, &vdir).await?;
+        let (mut checker, pg) = check
+            .await
+            .map_err(|e| Error::Copy(format!("the message check failed: {e}")))??;
+        let kept = plan.kept()?;
         if kept == pg {
-            plan = Some(p);
+            built = Some(out);
         } else {
             fallback = Some(format!(
                 "messages up to id {} changed since the last snapshot (now {} rows, snapshot kept {})",
-                p.watermark(),
+                plan.watermark(),
                 pg.0,
                 kept.0
             ));
+            if let Some(path) = vdir.local_path() {
+                std::fs::remove_dir_all(&path)
+                    .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+            }
             // The rest of the messages, in the same snapshot.
-            let rest = [Job::Copy {
+            let rest = [Job {
                 table: messages,
                 rows: Rows::Ids {
                     above: None,
-                    up_to: Some(p.watermark()),
+                    up_to: Some(plan.watermark()),
                 },
                 part: 1,
             }];
-            let done = reader.run(&rest, &stage, progress).await?;
+            let done = checker.run(&rest, &stage, progress).await?;
             absorb(&mut stage, done, &mut infinite);
         }
+        checker.close().await?;
     }
-    reader.close().await?;
     let source_rows = stage.rows();
 
     let meta = Meta {
         version: version.clone(),
         as_of,
         source: "postgres",
-        mode: if plan.is_some() { "incremental" } else { "full" },
+        mode: if built.is_some() { "incremental" } else { "full" },
         session_platform_column: info.session_platform,
         source_rows: source_rows.clone(),
         infinite_timestamps: infinite,
     };
-    let manifest = match &plan {
-        Some(plan) => {
-            stage.register(&ctx, messages, "new_chat_chatmessage").await?;
-            progress.step("writing snapshot");
-            let (out, watermark) = incremental::run(&ctx, plan, &vdir).await?;
+    let manifest = match built {
+        Some((out, watermark)) => {
             stage.remove()?;
             seal_and_publish(&ctx, dir, head.map(|h| h.seq), meta, out, watermark, progress).await?
         }
@@ -294,19 +314,12 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
 }
 
 /// Adds the staged files of finished jobs to the stage and their infinite
-/// timestamps to `infinite`; returns the message fingerprint, if one ran.
-fn absorb(stage: &mut Stage, done: Vec<Done>, infinite: &mut u64) -> Option<(u64, String)> {
-    let mut fingerprint = None;
+/// timestamps to `infinite`.
+fn absorb(stage: &mut Stage, done: Vec<Done>, infinite: &mut u64) {
     for d in done {
-        match d {
-            Done::Copied { file, infinite: n } => {
-                *infinite += n;
-                stage.add(file);
-            }
-            Done::Fingerprint(n, sum) => fingerprint = Some((n, sum)),
-        }
+        *infinite += d.infinite;
+        stage.add(d.file);
     }
-    fingerprint
 }
 
 /// The last snapshot this data directory got from Postgres, if an
