@@ -11,7 +11,8 @@
 //!       part-YYYYMM-<n>.parquet               sessions, turns, turn_slots, message_tags:
 //!                                             one file per UTC month of the first sort column
 //!       part-<n>.parquet                      chatbots, participants, tags, session_tags
-//!     _other_messages/part-0.parquet          raw rows kept only for incremental ETL
+//!     _other_messages/part-0.parquet          raw rows kept only for incremental ETL:
+//!     _tagged_items/part-0.parquet            the other messages, and every tagged item
 //! ```
 //!
 //! `<n>` counts from 0; a further file of the same team (and month) starts
@@ -217,6 +218,19 @@ pub static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
                 ("chat_id", I, false),
                 ("message_type", S, false),
                 ("created_at", ts(), false),
+            ]),
+            internal: true,
+        },
+        TableDef {
+            name: "_tagged_items",
+            partitioned: false,
+            sort_by: &["id"],
+            schema: schema(&[
+                ("id", I, false),
+                ("team_id", I, true),
+                ("tag_id", I, true),
+                ("content_type_id", I, true),
+                ("object_id", I, true),
             ]),
             internal: true,
         },

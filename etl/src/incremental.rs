@@ -36,6 +36,13 @@
 //!   derived again and of items gone, plus the items new since on turns
 //!   that stay (found in the previous turns), plus every item on the turns
 //!   derived again.
+//! - **Tagged items**, which OCS inserts and deletes but never edits, are
+//!   kept whole in `_tagged_items`. A run reads the items above the highest
+//!   id kept there and only the ids of the others; the ids kept but no
+//!   longer read are the deleted items. The source's items are then the
+//!   kept ones less those plus the new ones ([`prepare`]). An id read below
+//!   that mark but not kept (an item committed late) makes the run read
+//!   every item instead ([`crate::run`]).
 //! - **Anomalies**: the per-message kinds are the previous counts, minus
 //!   the counts over the changed chats' old messages (with the previous
 //!   sessions), plus the counts over what was derived again; the others are
@@ -46,11 +53,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
 use datafusion::datasource::MemTable;
-use datafusion::prelude::{DataFrame, SessionContext, col, lit};
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext, col, lit};
 use ocs_dash_engine::snapshot::{
     DataDir, Manifest, MessageWatermark, RollupCoverage, TABLES, TEAM_COLUMN, TableDef, VersionDir, register_all,
     table, timestamp_type, utc_micros,
@@ -79,6 +86,9 @@ pub struct Plan {
     prev_dir: PathBuf,
     /// Count and id sum of the previous snapshot's messages whose chat is gone.
     removed: (u64, i128),
+    /// The ids of the previous snapshot's tagged items deleted since, when
+    /// only the items added since were read (see [`prepare`]).
+    gone_items: Option<Arc<HashSet<i64>>>,
 }
 
 impl Plan {
@@ -116,13 +126,87 @@ pub fn usable(dir: &DataDir, prev: &Manifest) -> std::result::Result<PathBuf, St
     Ok(prev_dir)
 }
 
+/// The ids of the tagged items of the previous snapshot (found [`usable`]
+/// in `prev_dir`), ascending.
+pub async fn item_ids(prev_dir: &Path) -> Result<Vec<i64>> {
+    let ctx = SessionContext::new();
+    let path = prev_dir.join("_tagged_items");
+    let opts = ParquetReadOptions::default().schema(&table("_tagged_items").expect("snapshot table").schema);
+    ctx.register_parquet("items", path.to_string_lossy().as_ref(), opts)
+        .await?;
+    let mut ids = transform::int64_values(&ctx, "SELECT id FROM items").await?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// The ids in `before` (ascending) that are not in `now`, or, if `now` holds
+/// ids that `before` lacks (items committed late, below the previous
+/// snapshot's highest id), how many.
+pub fn gone_items(before: &[i64], mut now: Vec<i64>) -> std::result::Result<Vec<i64>, usize> {
+    now.sort_unstable();
+    let (mut gone, mut late) = (Vec::new(), 0);
+    let (mut i, mut j) = (0, 0);
+    while i < before.len() || j < now.len() {
+        match (before.get(i), now.get(j)) {
+            (Some(b), Some(n)) if b == n => (i, j) = (i + 1, j + 1),
+            (Some(b), Some(n)) if b < n => {
+                gone.push(*b);
+                i += 1;
+            }
+            (Some(b), None) => {
+                gone.push(*b);
+                i += 1;
+            }
+            _ => {
+                late += 1;
+                j += 1;
+            }
+        }
+    }
+    if late > 0 { Err(late) } else { Ok(gone) }
+}
+
 /// Registers the tables of `prev` (found [`usable`] in `prev_dir`) as
 /// `prev_<table>`, derives the small tables from the source tables
 /// registered in `ctx` (as `snap_<table>`, in memory) and finds the changed
 /// chats.
-pub async fn prepare(ctx: &SessionContext, dir: &DataDir, prev: Manifest, prev_dir: PathBuf) -> Result<Plan> {
+///
+/// With `gone_items`, the run read only the tagged items added since `prev`
+/// (registered as `new_annotations_customtaggeditem`): the source's items
+/// are then the previous snapshot's, less those ids, plus those.
+pub async fn prepare(
+    ctx: &SessionContext,
+    dir: &DataDir,
+    prev: Manifest,
+    prev_dir: PathBuf,
+    gone_items: Option<Vec<i64>>,
+) -> Result<Plan> {
     let step = Step::new();
     register_all(ctx, dir, &prev.version, "prev_")?;
+    let gone_items = match gone_items {
+        Some(gone) => {
+            let ids = Arc::new(Int64Array::from(gone.clone()));
+            let batch = RecordBatch::try_from_iter([("id", ids as ArrayRef)])?;
+            ctx.deregister_table("items_gone")?;
+            ctx.register_table(
+                "items_gone",
+                Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?),
+            )?;
+            let cols = columns(table("_tagged_items").expect("snapshot table"));
+            materialize(
+                ctx,
+                "annotations_customtaggeditem",
+                &format!(
+                    "SELECT {cols} FROM prev__tagged_items i
+                         WHERE NOT EXISTS (SELECT 1 FROM items_gone g WHERE g.id = i.id)
+                     UNION ALL SELECT {cols} FROM new_annotations_customtaggeditem"
+                ),
+            )
+            .await?;
+            Some(Arc::new(gone.into_iter().collect()))
+        }
+        None => None,
+    };
     // Scans of the previous snapshot that a join narrows to a few chats or
     // messages then decode the join column first and the rest only for
     // matching rows.
@@ -216,6 +300,7 @@ pub async fn prepare(ctx: &SessionContext, dir: &DataDir, prev: Manifest, prev_d
         prev,
         prev_dir,
         removed,
+        gone_items,
     })
 }
 
@@ -228,6 +313,7 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
     let vdir = vpath.as_path();
     let def = |name| table(name).expect("snapshot table");
     let step = Step::new();
+    let items = tagged_items(ctx, plan, version).await?;
     // The messages derived again: kept messages of changed chats, and new ones.
     create_view(
         ctx,
@@ -434,6 +520,12 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
 
     let anomalies = anomalies(ctx, plan).await?;
     step.log("anomalies");
+    if let Some(patching) = items {
+        patching
+            .await
+            .map_err(|e| Error::Copy(format!("writing the tagged items failed: {e}")))??;
+        step.log("tagged items");
+    }
 
     let mut tables = BTreeMap::new();
     for def in TABLES.iter() {
@@ -447,6 +539,40 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
         id_sum: (parse_sum(&kept_sum)? + parse_sum(&new.id_sum)?).to_string(),
     };
     Ok((Transformed { tables, anomalies }, watermark))
+}
+
+/// Writes `_tagged_items`: from every item if all were read; else patched
+/// from the previous ones in a task of its own (returned), which runs beside
+/// the rest of the run, as nothing else reads what it writes.
+async fn tagged_items(
+    ctx: &SessionContext,
+    plan: &Plan,
+    version: &VersionDir,
+) -> Result<Option<tokio::task::JoinHandle<Result<()>>>> {
+    let items = table("_tagged_items").expect("snapshot table");
+    let Some(gone) = plan.gone_items.clone() else {
+        write_table(ctx.sql(transform::TAGGED_ITEMS_SQL).await?, items, version).await?;
+        return Ok(None);
+    };
+    let new = ctx
+        .sql(&format!(
+            "SELECT {} FROM new_annotations_customtaggeditem WHERE id IS NOT NULL",
+            columns(items)
+        ))
+        .await?;
+    let (prev_dir, vdir) = (plan.prev_dir.clone(), local(version));
+    if gone.is_empty() && new.clone().count().await? == 0 {
+        link_except(items, &prev_dir, &vdir, &BTreeSet::new())?;
+        return Ok(None);
+    }
+    Ok(Some(tokio::spawn(async move {
+        let all = BTreeSet::from([Chunk {
+            team: None,
+            month: None,
+        }]);
+        patch_chunks(new, items, &all, &["id"], first_in(gone), &prev_dir, &vdir).await?;
+        Ok(())
+    })))
 }
 
 /// Every anomaly count of the new snapshot (see the module docs).
@@ -595,6 +721,12 @@ fn chunk_files(def: &TableDef, version_dir: &Path) -> std::result::Result<BTreeM
         Ok(files)
     };
     if !def.partitioned {
+        if !root.is_dir() {
+            return Err(format!(
+                "the previous snapshot has no {} (an older ocs-dash wrote it)",
+                def.name
+            ));
+        }
         out.insert(
             Chunk {
                 team: None,
@@ -825,4 +957,18 @@ fn count_rows(dir: &Path) -> Result<u64> {
         }
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gone_items;
+
+    #[test]
+    fn gone_items_are_the_kept_ids_no_longer_read_and_late_ones_are_counted() {
+        assert_eq!(gone_items(&[1, 2, 5, 9], vec![9, 1, 5]), Ok(vec![2]));
+        assert_eq!(gone_items(&[1, 2], vec![]), Ok(vec![1, 2]));
+        assert_eq!(gone_items(&[], vec![]), Ok(vec![]));
+        // 3 and 0 were not kept: committed late.
+        assert_eq!(gone_items(&[1, 2, 5], vec![5, 3, 0, 1]), Err(2));
+    }
 }

@@ -359,16 +359,24 @@ impl<'a> Output<'a> {
         if all.num_rows() == 0 {
             return Ok(());
         }
-        let keys = sort_by
-            .iter()
-            .map(|c| {
-                Ok(SortColumn {
-                    values: all.column(self.schema.index_of(c)?).clone(),
-                    options: None,
+        // Rows whose first key already rises strictly (kept rows of
+        // consecutive groups of a table sorted by a unique id, then new
+        // rows above them) are in order whatever the other keys.
+        let first = first_keys(&all, self.schema.index_of(sort_by[0])?);
+        let sorted = if first.windows(2).all(|w| w[0] < w[1]) {
+            all
+        } else {
+            let keys = sort_by
+                .iter()
+                .map(|c| {
+                    Ok(SortColumn {
+                        values: all.column(self.schema.index_of(c)?).clone(),
+                        options: None,
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let sorted = take_record_batch(&all, &lexsort_to_indices(&keys, None)?)?;
+                .collect::<Result<Vec<_>>>()?;
+            take_record_batch(&all, &lexsort_to_indices(&keys, None)?)?
+        };
         let mut from = 0;
         while from < sorted.num_rows() {
             let rows = ROW_GROUP_ROWS.min(sorted.num_rows() - from);

@@ -1,12 +1,16 @@
 //! Reading OCS from Postgres: connection checks and binary COPY into the stage.
 
+use std::sync::Arc;
+
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use futures::StreamExt;
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::error::{Error, Result};
 use crate::pgcopy::CopyDecoder;
 use crate::progress::{Progress, RowCounter};
-use crate::source::{SESSIONS, SOURCES, SourceTable};
+use crate::source::{Kind, SESSIONS, SOURCES, SourceTable};
 use crate::stage::{ClosedFile, Stage, StagedFile};
 
 /// Rows per Arrow batch when decoding.
@@ -116,21 +120,28 @@ impl Rows {
     }
 }
 
-/// One piece of work of a parallel export: COPY `rows` of a table into
-/// part `part` of its stage.
+/// One piece of work of a parallel export.
 #[derive(Debug, Clone, Copy)]
-pub struct Job {
-    pub table: &'static SourceTable,
-    pub rows: Rows,
-    pub part: usize,
+pub enum Job {
+    /// COPY `rows` of a table into part `part` of its stage.
+    Copy {
+        table: &'static SourceTable,
+        rows: Rows,
+        part: usize,
+    },
+    /// The ids (a table's `id` column, not null) of `rows` of a table.
+    Ids { table: &'static SourceTable, rows: Rows },
 }
 
-/// What a job copied: its staged file, and how many infinite timestamps it
-/// met.
+/// What a job found.
 #[derive(Debug)]
-pub struct Done {
-    pub file: ClosedFile,
-    pub infinite: u64,
+pub enum Done {
+    /// The staged file, and how many infinite timestamps the copy met.
+    Copied {
+        file: ClosedFile,
+        infinite: u64,
+    },
+    Ids(Vec<i64>),
 }
 
 /// A transaction that reads the source, on one connection or several
@@ -188,7 +199,11 @@ impl Reader {
     pub async fn run(&mut self, jobs: &[Job], stage: &Stage, progress: &Progress) -> Result<Vec<Done>> {
         let mut queue = std::collections::VecDeque::new();
         for (i, job) in jobs.iter().enumerate() {
-            queue.push_back((i, *job, stage.part(job.table, job.part)?));
+            let file = match job {
+                Job::Copy { table, part, .. } => Some(stage.part(table, *part)?),
+                Job::Ids { .. } => None,
+            };
+            queue.push_back((i, *job, file));
         }
         let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
         let mut tasks = Vec::new();
@@ -200,15 +215,19 @@ impl Reader {
                 let mut done = Vec::new();
                 loop {
                     let next = queue.lock().expect("queue lock").pop_front();
-                    let Some((i, job, mut file)) = next else { break };
-                    let infinite = copy_into(&mut conn, job.table, info, job.rows, &mut file, &bar).await?;
-                    done.push((
-                        i,
-                        Done {
-                            file: file.close()?,
-                            infinite,
-                        },
-                    ));
+                    let Some((i, job, file)) = next else { break };
+                    let result = match job {
+                        Job::Copy { table, rows, .. } => {
+                            let mut file = file.expect("a staged part per copy job");
+                            let infinite = copy_into(&mut conn, table, info, rows, &mut file, &bar).await?;
+                            Done::Copied {
+                                file: file.close()?,
+                                infinite,
+                            }
+                        }
+                        Job::Ids { table, rows } => Done::Ids(copy_ids(&mut conn, table, rows).await?),
+                    };
+                    done.push((i, result));
                 }
                 Ok::<_, Error>((conn, done))
             }));
@@ -303,6 +322,29 @@ async fn copy_into(
         file.write(&b)?;
     }
     Ok(infinite)
+}
+
+/// The non-null `id`s of `rows` of a table, in no particular order.
+async fn copy_ids(conn: &mut PgConnection, table: &SourceTable, rows: Rows) -> Result<Vec<i64>> {
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+    let mut decoder = CopyDecoder::new(schema, &[Kind::Int], BATCH_ROWS);
+    let statement = format!(
+        "COPY (SELECT id::int8 FROM {}{}) TO STDOUT (FORMAT binary)",
+        table.name,
+        rows.filter()
+    );
+    let mut batches = Vec::new();
+    let mut stream = conn.copy_out_raw(&statement).await?;
+    while let Some(chunk) = stream.next().await {
+        decoder.push(&chunk?, &mut batches)?;
+    }
+    drop(stream);
+    batches.extend(decoder.finish()?);
+    let mut ids = Vec::new();
+    for b in &batches {
+        ids.extend(b.column(0).as_primitive::<Int64Type>().iter().flatten());
+    }
+    Ok(ids)
 }
 
 /// Streams one table into the stage on one connection; returns (rows,

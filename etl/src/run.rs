@@ -39,7 +39,7 @@ use chrono::{DateTime, Utc};
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::prelude::SessionContext;
-use ocs_dash_engine::snapshot::{DataDir, Manifest, MessageWatermark, Published};
+use ocs_dash_engine::snapshot::{DataDir, Manifest, MessageWatermark, Published, VersionDir};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -47,7 +47,7 @@ use crate::generate::{self, GenOptions};
 use crate::incremental;
 use crate::postgres::{self, Done, Job, Rows};
 use crate::progress::Progress;
-use crate::source::{MESSAGES, SOURCES, source};
+use crate::source::{ITEMS, MESSAGES, SOURCES, source};
 use crate::stage::Stage;
 use crate::transform;
 
@@ -147,6 +147,14 @@ const BY_SIZE: &[&str] = &[
 /// Exports OCS Postgres into a new snapshot and makes it current.
 pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summary> {
     let started = Instant::now();
+    // Every table at once over several connections sharing one snapshot:
+    // messages (above the previous watermark, see the module docs) first,
+    // then the rest, largest first; the check of the messages below the
+    // watermark on one more connection, beside the copies and the
+    // transform.
+    let mut reader = postgres::Reader::open(&opts.database_url, READERS + 1).await?;
+    let (info, as_of) = (reader.info, reader.as_of);
+    let checker = reader.split_off();
     let dir = &opts.data;
     prepare_data_dir(dir).await?;
     let head = dir.head().await?;
@@ -161,21 +169,26 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
         },
         None => None,
     };
-    // Every table at once over several connections sharing one snapshot:
-    // messages (above the previous watermark, see the module docs) first,
-    // then the rest, largest first; the check of the messages below the
-    // watermark on a connection of its own, beside the copies and the
-    // transform.
-    let mut reader = postgres::Reader::open(&opts.database_url, READERS + usize::from(previous.is_some())).await?;
-    let (info, as_of) = (reader.info, reader.as_of);
-    let check = previous.as_ref().map(|(prev, _)| {
-        let mut checker = reader.split_off();
-        let below = prev.watermark.max_id;
-        tokio::spawn(async move {
-            let found = checker.message_fingerprint(below).await;
-            found.map(|f| (checker, f))
-        })
-    });
+    // The tagged items the previous snapshot kept, up to the highest id
+    // there (see `incremental`).
+    let kept_items = match &previous {
+        Some((_, prev_dir)) => Some(incremental::item_ids(prev_dir).await?),
+        None => None,
+    };
+    let items_mark = kept_items.as_ref().and_then(|ids| ids.last().copied());
+    let check = match &previous {
+        Some((prev, _)) => {
+            let (mut checker, below) = (checker, prev.watermark.max_id);
+            Some(tokio::spawn(async move {
+                let found = checker.message_fingerprint(below).await;
+                found.map(|f| (checker, f))
+            }))
+        }
+        None => {
+            checker.close().await?;
+            None
+        }
+    };
 
     let version = DataDir::new_version_name(Utc::now());
     let vdir = dir.version_dir(&version);
@@ -184,7 +197,7 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
     let watermark = previous.as_ref().map(|(prev, _)| prev.watermark.max_id);
     let mut jobs = Vec::new();
     match watermark {
-        Some(w) => jobs.push(Job {
+        Some(w) => jobs.push(Job::Copy {
             table: messages,
             rows: Rows::Ids {
                 above: Some(w),
@@ -197,7 +210,7 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
             let (pages, n) = reader.pages(messages).await?;
             let share = pages.div_ceil(n as u64);
             for part in 0..n {
-                jobs.push(Job {
+                jobs.push(Job::Copy {
                     table: messages,
                     rows: Rows::Pages {
                         from: share * part as u64,
@@ -213,32 +226,71 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
             .iter()
             .filter(|t| t.name != MESSAGES && !BY_SIZE.contains(&t.name)),
     );
+    let items = source(ITEMS);
     for table in others {
-        jobs.push(Job {
-            table,
-            rows: Rows::All,
-            part: 0,
-        });
+        match items_mark {
+            // The new items, and the ids of the others.
+            Some(mark) if table.name == ITEMS => {
+                jobs.push(Job::Ids {
+                    table,
+                    rows: Rows::Ids {
+                        above: None,
+                        up_to: Some(mark),
+                    },
+                });
+                jobs.push(Job::Copy {
+                    table,
+                    rows: Rows::Ids {
+                        above: Some(mark),
+                        up_to: None,
+                    },
+                    part: 0,
+                });
+            }
+            _ => jobs.push(Job::Copy {
+                table,
+                rows: Rows::All,
+                part: 0,
+            }),
+        }
     }
     progress.step("reading the source");
     let mut infinite = 0;
     let done = reader.run(&jobs, &stage, progress).await?;
-    absorb(&mut stage, done, &mut infinite);
+    let read_ids = absorb(&mut stage, done, &mut infinite);
+    let gone_items = match (kept_items, read_ids, items_mark) {
+        (Some(kept), Some(now), Some(mark)) => match incremental::gone_items(&kept, now) {
+            Ok(gone) => Some(gone),
+            Err(late) => {
+                tracing::info!(late, "tagged items committed late below id {mark}: reading every item");
+                let rest = [old_items(items, mark)];
+                let done = reader.run(&rest, &stage, progress).await?;
+                absorb(&mut stage, done, &mut infinite);
+                None
+            }
+        },
+        _ => None,
+    };
     reader.close().await?;
     let read_rows: u64 = stage.rows().values().sum();
     progress.done("read", "all", read_rows);
 
     let ctx = transform::etl_context()?;
     for table in SOURCES.iter().filter(|t| t.name != MESSAGES) {
-        stage.register(&ctx, table, table.name).await?;
+        let name = match gone_items {
+            Some(_) if table.name == ITEMS => "new_annotations_customtaggeditem",
+            _ => table.name,
+        };
+        stage.register(&ctx, table, name).await?;
     }
+    let only_new_items = gone_items.is_some();
     // An incremental version, built while Postgres checks the messages below
     // the watermark, and published only if they are what the previous
     // snapshot kept.
     let mut built = None;
     if let (Some((prev, prev_dir)), Some(check)) = (previous, check) {
         progress.step("comparing with the previous snapshot");
-        let plan = incremental::prepare(&ctx, dir, prev, prev_dir).await?;
+        let plan = incremental::prepare(&ctx, dir, prev, prev_dir, gone_items).await?;
         stage.register(&ctx, messages, "new_chat_chatmessage").await?;
         progress.step("writing snapshot");
         let out = incremental::run(&ctx, &plan, &vdir).await?;
@@ -255,12 +307,9 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
                 pg.0,
                 kept.0
             ));
-            if let Some(path) = vdir.local_path() {
-                std::fs::remove_dir_all(&path)
-                    .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
-            }
-            // The rest of the messages, in the same snapshot.
-            let rest = [Job {
+            discard_tables(&vdir, &stage)?;
+            // The rest of the messages (and of the items), in the same snapshot.
+            let mut rest = vec![Job::Copy {
                 table: messages,
                 rows: Rows::Ids {
                     above: None,
@@ -268,6 +317,9 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
                 },
                 part: 1,
             }];
+            if let (true, Some(mark)) = (only_new_items, items_mark) {
+                rest.push(old_items(items, mark));
+            }
             let done = checker.run(&rest, &stage, progress).await?;
             absorb(&mut stage, done, &mut infinite);
         }
@@ -313,12 +365,48 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
     })
 }
 
+/// Removes what an incremental run wrote into `vdir` (a local folder),
+/// keeping the stage inside it.
+fn discard_tables(vdir: &VersionDir, stage: &Stage) -> Result<()> {
+    let Some(path) = vdir.local_path() else {
+        return Ok(());
+    };
+    let io = |e| Error::io(format!("removing the tables of {}", path.display()), e);
+    for entry in std::fs::read_dir(&path).map_err(io)? {
+        let entry = entry.map_err(io)?.path();
+        if entry != stage.dir() {
+            std::fs::remove_dir_all(&entry).map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
 /// Adds the staged files of finished jobs to the stage and their infinite
-/// timestamps to `infinite`.
-fn absorb(stage: &mut Stage, done: Vec<Done>, infinite: &mut u64) {
+/// timestamps to `infinite`; returns the ids an ids job read, if one ran.
+fn absorb(stage: &mut Stage, done: Vec<Done>, infinite: &mut u64) -> Option<Vec<i64>> {
+    let mut read = None;
     for d in done {
-        *infinite += d.infinite;
-        stage.add(d.file);
+        match d {
+            Done::Copied { file, infinite: n } => {
+                *infinite += n;
+                stage.add(file);
+            }
+            Done::Ids(ids) => read = Some(ids),
+        }
+    }
+    read
+}
+
+/// The copy of the tagged items up to `mark` (with those above it, read
+/// first, every item).
+fn old_items(items: &'static crate::source::SourceTable, mark: i64) -> Job {
+    Job::Copy {
+        table: items,
+        rows: Rows::Ids {
+            above: None,
+            up_to: Some(mark),
+        },
+        part: 1,
     }
 }
 

@@ -168,5 +168,7 @@ pub fn source(name: &str) -> &'static SourceTable {
 
 /// The table holding messages (the one read incrementally).
 pub const MESSAGES: &str = "chat_chatmessage";
+/// The table holding tagged items (read incrementally, by id).
+pub const ITEMS: &str = "annotations_customtaggeditem";
 /// The table holding sessions (whose `platform` column is recent).
 pub const SESSIONS: &str = "experiments_experimentsession";

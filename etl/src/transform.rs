@@ -67,6 +67,8 @@ pub const CHATBOTS_SQL: &str = include_str!("../sql/chatbots.sql");
 pub const PARTICIPANTS_SQL: &str = include_str!("../sql/participants.sql");
 pub const TAGS_SQL: &str = include_str!("../sql/tags.sql");
 pub const SESSIONS_SQL: &str = include_str!("../sql/sessions.sql");
+/// Every tagged item, for the next incremental run.
+pub const TAGGED_ITEMS_SQL: &str = include_str!("../sql/tagged_items.sql");
 /// Turns of the messages in `chat_chatmessage`, from `snap_sessions`.
 pub const TURNS_SQL: &str = include_str!("../sql/turns.sql");
 pub const OTHER_MESSAGES_SQL: &str = include_str!("../sql/other_messages.sql");
@@ -118,6 +120,7 @@ pub async fn run(ctx: &SessionContext, version: &VersionDir) -> Result<Transform
     };
     let rest = async {
         let mut written = step(ctx, version, "_other_messages", OTHER_MESSAGES_SQL).await?;
+        written.extend(step(ctx, version, "_tagged_items", TAGGED_ITEMS_SQL).await?);
         written.extend(step(ctx, version, "session_tags", SESSION_TAGS_SQL).await?);
         let mut found = BTreeMap::new();
         for sql in [MESSAGE_ANOMALIES_SQL, ANOMALIES_SQL] {

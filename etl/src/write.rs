@@ -155,10 +155,13 @@ pub(crate) fn properties(def: &TableDef) -> WriterProperties {
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_sorting_columns(Some(sorting));
     // A dictionary only pays where values repeat: not for instants and
-    // message ids, which are (nearly) unique per row. Interning them was a
-    // twentieth of a full ETL's CPU, and the files are smaller without.
+    // message (or tagged item, or tagged object) ids, which are (nearly)
+    // unique per row. Interning them was a twentieth of a full ETL's CPU,
+    // and the files are smaller without.
     for field in def.schema.fields() {
-        if matches!(field.data_type(), DataType::Timestamp(..)) || field.name() == "message_id" {
+        if matches!(field.data_type(), DataType::Timestamp(..))
+            || ["message_id", "id", "object_id"].contains(&field.name().as_str())
+        {
             props = props.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
         }
     }
