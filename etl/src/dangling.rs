@@ -24,7 +24,9 @@ pub const KIND: &str = "tagged_items_dangling";
 
 /// A set of ids: a bitmap over their range when it is at most 64 times
 /// their number (the bitmap then takes no more memory than the ids
-/// themselves), a hash set otherwise.
+/// themselves) or at most 2^27 ids wide (16 MiB: a few hundred chats or
+/// tagged items among millions, where hashing every row looked up cost
+/// more), a hash set otherwise.
 #[derive(Debug)]
 pub enum IdSet {
     Dense { base: i64, bits: Vec<u64> },
@@ -37,7 +39,7 @@ impl IdSet {
             return IdSet::Sparse(HashSet::new());
         };
         let span = (max as i128 - min as i128 + 1) as u128;
-        if span > 64 * ids.len() as u128 + 4096 {
+        if span > (64 * ids.len() as u128).max(1 << 27) {
             return IdSet::Sparse(ids.iter().copied().collect());
         }
         let mut bits = vec![0u64; (span as usize).div_ceil(64)];
@@ -46,6 +48,10 @@ impl IdSet {
             bits[at / 64] |= 1 << (at % 64);
         }
         IdSet::Dense { base: min, bits }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        matches!(self, IdSet::Sparse(set) if set.is_empty())
     }
 
     pub fn contains(&self, id: i64) -> bool {

@@ -63,7 +63,7 @@ use ocs_dash_engine::snapshot::{
     table, timestamp_type, utc_micros,
 };
 
-use crate::dangling;
+use crate::dangling::{self, IdSet};
 use crate::error::{Error, Result};
 use crate::patch::{Change, Drop, DropTest, Patched, patch_chunk};
 use crate::slots;
@@ -88,7 +88,7 @@ pub struct Plan {
     removed: (u64, i128),
     /// The ids of the previous snapshot's tagged items deleted since, when
     /// only the items added since were read (see [`prepare`]).
-    gone_items: Option<Arc<HashSet<i64>>>,
+    gone_items: Option<Arc<IdSet>>,
 }
 
 impl Plan {
@@ -203,7 +203,7 @@ pub async fn prepare(
                 ),
             )
             .await?;
-            Some(Arc::new(gone.into_iter().collect()))
+            Some(Arc::new(IdSet::new(&gone)))
         }
         None => None,
     };
@@ -479,7 +479,7 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
         );
         gone.extend(tag.values().iter().copied().zip(message.values().iter().copied()));
     }
-    let drop = Arc::new(move |v: &[i64]| derived.contains(&v[1]) || gone.contains(&(v[0], v[1])));
+    let drop = Arc::new(move |v: &[i64]| derived.contains(v[1]) || gone.contains(&(v[0], v[1])));
     let patched = patch_chunks(
         new,
         def("message_tags"),
@@ -768,13 +768,13 @@ fn chunk_files(def: &TableDef, version_dir: &Path) -> std::result::Result<BTreeM
 }
 
 /// The values of the one Int64 column `sql` returns, as a set.
-async fn ids(ctx: &SessionContext, sql: &str) -> Result<HashSet<i64>> {
-    Ok(transform::int64_values(ctx, sql).await?.into_iter().collect())
+async fn ids(ctx: &SessionContext, sql: &str) -> Result<IdSet> {
+    Ok(IdSet::new(&transform::int64_values(ctx, sql).await?))
 }
 
 /// A [`Drop`] test: the row's first drop column is in `set`.
-fn first_in(set: Arc<HashSet<i64>>) -> DropTest {
-    Arc::new(move |v: &[i64]| set.contains(&v[0]))
+fn first_in(set: Arc<IdSet>) -> DropTest {
+    Arc::new(move |v: &[i64]| set.contains(v[0]))
 }
 
 /// Writes the `chunks` of a table into `vdir`, each from its previous files
