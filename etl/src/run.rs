@@ -47,7 +47,7 @@ use crate::generate::{self, GenOptions};
 use crate::incremental;
 use crate::postgres::{self, Done, Job, Rows};
 use crate::progress::Progress;
-use crate::source::{ITEMS, MESSAGES, SOURCES, source};
+use crate::source::{ITEMS, MESSAGES, SESSIONS, SOURCES, source};
 use crate::stage::Stage;
 use crate::transform;
 
@@ -206,20 +206,7 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
             part: 0,
         }),
         // Every message, an equal share of the heap per connection.
-        None => {
-            let (pages, n) = reader.pages(messages).await?;
-            let share = pages.div_ceil(n as u64);
-            for part in 0..n {
-                jobs.push(Job::Copy {
-                    table: messages,
-                    rows: Rows::Pages {
-                        from: share * part as u64,
-                        to: (part + 1 < n).then_some(share * (part as u64 + 1)),
-                    },
-                    part,
-                });
-            }
-        }
+        None => jobs.extend(shares(&mut reader, messages).await?),
     }
     let others = BY_SIZE.iter().map(|n| source(n)).chain(
         SOURCES
@@ -247,6 +234,9 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
                     part: 0,
                 });
             }
+            // Sessions, the longest copy of an incremental run, in shares
+            // too, so that neither connection waits on the other's.
+            _ if table.name == SESSIONS => jobs.extend(shares(&mut reader, table).await?),
             _ => jobs.push(Job::Copy {
                 table,
                 rows: Rows::All,
@@ -395,6 +385,22 @@ fn absorb(stage: &mut Stage, done: Vec<Done>, infinite: &mut u64) -> Option<Vec<
         }
     }
     read
+}
+
+/// Copies of a table, an equal share of its heap per connection of `reader`.
+async fn shares(reader: &mut postgres::Reader, table: &'static crate::source::SourceTable) -> Result<Vec<Job>> {
+    let (pages, n) = reader.pages(table).await?;
+    let share = pages.div_ceil(n as u64);
+    Ok((0..n)
+        .map(|part| Job::Copy {
+            table,
+            rows: Rows::Pages {
+                from: share * part as u64,
+                to: (part + 1 < n).then_some(share * (part as u64 + 1)),
+            },
+            part,
+        })
+        .collect())
 }
 
 /// The copy of the tagged items up to `mark` (with those above it, read
