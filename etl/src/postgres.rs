@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::AsArray;
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use futures::StreamExt;
 use sqlx::{Connection, PgConnection, Row};
 
@@ -293,6 +293,46 @@ impl Reader {
     }
 }
 
+/// Runs a binary `COPY ... TO STDOUT` and hands each decoded batch (of
+/// `schema`, columns of `kinds`) to `each`; returns the rows and infinite
+/// timestamps decoded.
+async fn stream_copy(
+    conn: &mut PgConnection,
+    statement: &str,
+    schema: SchemaRef,
+    kinds: &[Kind],
+    mut each: impl FnMut(&RecordBatch) -> Result<()>,
+) -> Result<(u64, u64)> {
+    let mut decoder = CopyDecoder::new(schema, kinds, BATCH_ROWS);
+    let mut batches = Vec::new();
+    let mut stream = conn.copy_out_raw(statement).await?;
+    while let Some(chunk) = stream.next().await {
+        decoder.push(&chunk?, &mut batches)?;
+        for b in batches.drain(..) {
+            each(&b)?;
+        }
+    }
+    drop(stream);
+    let (rows, infinite) = (decoder.rows(), decoder.infinite_timestamps());
+    if let Some(b) = decoder.finish()? {
+        each(&b)?;
+    }
+    Ok((rows, infinite))
+}
+
+/// [`stream_copy`] of `rows` of a source table, all its columns.
+async fn copy_rows(
+    conn: &mut PgConnection,
+    table: &SourceTable,
+    info: SourceInfo,
+    rows: Rows,
+    each: impl FnMut(&RecordBatch) -> Result<()>,
+) -> Result<(u64, u64)> {
+    let kinds: Vec<_> = table.columns.iter().map(|(_, k)| *k).collect();
+    let statement = copy_statement(table, info, rows);
+    stream_copy(conn, &statement, table.schema.clone(), &kinds, each).await
+}
+
 /// Streams `rows` of one table into a staged file; returns the infinite
 /// timestamps met.
 async fn copy_into(
@@ -303,47 +343,28 @@ async fn copy_into(
     file: &mut StagedFile,
     bar: &RowCounter,
 ) -> Result<u64> {
-    let kinds: Vec<_> = table.columns.iter().map(|(_, k)| *k).collect();
-    let mut decoder = CopyDecoder::new(table.schema.clone(), &kinds, BATCH_ROWS);
-    let mut batches = Vec::new();
-    let statement = copy_statement(table, info, rows);
-    let mut stream = conn.copy_out_raw(&statement).await?;
-    while let Some(chunk) = stream.next().await {
-        decoder.push(&chunk?, &mut batches)?;
-        for b in batches.drain(..) {
-            bar.rows(b.num_rows() as u64);
-            file.write(&b)?;
-        }
-    }
-    drop(stream);
-    let infinite = decoder.infinite_timestamps();
-    if let Some(b) = decoder.finish()? {
+    let (_, infinite) = copy_rows(conn, table, info, rows, |b| {
         bar.rows(b.num_rows() as u64);
-        file.write(&b)?;
-    }
+        file.write(b)
+    })
+    .await?;
     Ok(infinite)
 }
 
 /// The non-null `id`s of `rows` of a table, in no particular order.
 async fn copy_ids(conn: &mut PgConnection, table: &SourceTable, rows: Rows) -> Result<Vec<i64>> {
     let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
-    let mut decoder = CopyDecoder::new(schema, &[Kind::Int], BATCH_ROWS);
     let statement = format!(
         "COPY (SELECT id::int8 FROM {}{}) TO STDOUT (FORMAT binary)",
         table.name,
         rows.filter()
     );
-    let mut batches = Vec::new();
-    let mut stream = conn.copy_out_raw(&statement).await?;
-    while let Some(chunk) = stream.next().await {
-        decoder.push(&chunk?, &mut batches)?;
-    }
-    drop(stream);
-    batches.extend(decoder.finish()?);
     let mut ids = Vec::new();
-    for b in &batches {
+    stream_copy(conn, &statement, schema, &[Kind::Int], |b| {
         ids.extend(b.column(0).as_primitive::<Int64Type>().iter().flatten());
-    }
+        Ok(())
+    })
+    .await?;
     Ok(ids)
 }
 
@@ -357,24 +378,11 @@ pub async fn copy_table(
     progress: &mut Progress,
 ) -> Result<(u64, u64)> {
     progress.step(&format!("reading {}", table.name));
-    let kinds: Vec<_> = table.columns.iter().map(|(_, k)| *k).collect();
-    let mut decoder = CopyDecoder::new(table.schema.clone(), &kinds, BATCH_ROWS);
-    let mut batches = Vec::new();
-    let statement = copy_statement(table, info, Rows::All);
-    let mut stream = conn.copy_out_raw(&statement).await?;
-    while let Some(chunk) = stream.next().await {
-        decoder.push(&chunk?, &mut batches)?;
-        for b in batches.drain(..) {
-            progress.rows(b.num_rows() as u64);
-            stage.write(table, &b)?;
-        }
-    }
-    drop(stream);
-    let (rows, infinite) = (decoder.rows(), decoder.infinite_timestamps());
-    if let Some(b) = decoder.finish()? {
+    let (rows, infinite) = copy_rows(conn, table, info, Rows::All, |b| {
         progress.rows(b.num_rows() as u64);
-        stage.write(table, &b)?;
-    }
+        stage.write(table, b)
+    })
+    .await?;
     stage.close_table(table)?;
     progress.done("read", table.name, rows);
     Ok((rows, infinite))
