@@ -211,6 +211,21 @@ async fn incremental_equals_full_after_inserts_updates_and_deletes() {
     generate::generate_into_postgres(&db.url, &gen_opts(Scale::Tiny, 3, true))
         .await
         .unwrap();
+    // Sessions whose platform comes from their channel (A) or, with no
+    // channel, from their participant (B, C): a change of those rows must
+    // reach the session (and its turns) though the session row stays.
+    // Complete ones, the latest: none of the changes below touches them.
+    db.exec(
+        "CREATE TABLE picked AS
+           SELECT (array_agg(id ORDER BY id DESC))[1] AS a, (array_agg(id ORDER BY id DESC))[2] AS b,
+                  (array_agg(id ORDER BY id DESC))[3] AS c
+           FROM experiments_experimentsession WHERE experiment_channel_id IS NOT NULL AND status = 'complete';
+         UPDATE experiments_experimentsession SET platform = NULL
+           WHERE id IN (SELECT a FROM picked UNION ALL SELECT b FROM picked UNION ALL SELECT c FROM picked);
+         UPDATE experiments_experimentsession SET experiment_channel_id = NULL
+           WHERE id IN (SELECT b FROM picked UNION ALL SELECT c FROM picked);",
+    )
+    .await;
     let inc = tempfile::tempdir().unwrap();
     assert_eq!(etl(&db, inc.path(), false).await.mode, "full");
     let watermark = db.scalar_i64("SELECT max(id) FROM chat_chatmessage").await;
@@ -256,9 +271,22 @@ async fn incremental_equals_full_after_inserts_updates_and_deletes() {
            AND content_type_id = (SELECT id FROM django_content_type WHERE app_label = 'chat' AND model = 'chatmessage');
          DELETE FROM experiments_experimentsession WHERE id IN (SELECT id FROM gone);
          DELETE FROM chat_chatmessage WHERE chat_id IN (SELECT chat_id FROM gone);
-         DELETE FROM chat_chat WHERE id IN (SELECT chat_id FROM gone);",
+         DELETE FROM chat_chat WHERE id IN (SELECT chat_id FROM gone);
+         UPDATE channels_experimentchannel SET platform = 'email'
+           WHERE id = (SELECT experiment_channel_id FROM experiments_experimentsession WHERE id = (SELECT a FROM picked));
+         UPDATE experiments_participant SET platform = 'slack'
+           WHERE id = (SELECT participant_id FROM experiments_experimentsession WHERE id = (SELECT b FROM picked));
+         -- A participant deleted under its session (a database without the
+         -- foreign key): the session's platform is then unknown.
+         ALTER TABLE experiments_experimentsession
+           DROP CONSTRAINT experiments_experime_participant_id_231668e8_fk_experimen;
+         DELETE FROM experiments_participant
+           WHERE id = (SELECT participant_id FROM experiments_experimentsession WHERE id = (SELECT c FROM picked));",
     )
     .await;
+    let total_sessions = db
+        .scalar_i64("SELECT count(*) FROM experiments_experimentsession")
+        .await as u64;
     let total_messages = db.scalar_i64("SELECT count(*) FROM chat_chatmessage").await as u64;
     let total_items = db.scalar_i64("SELECT count(*) FROM annotations_customtaggeditem").await as u64;
     let s = etl(&db, inc.path(), false).await;
@@ -271,6 +299,12 @@ async fn incremental_equals_full_after_inserts_updates_and_deletes() {
     assert!(
         s.source_rows["annotations_customtaggeditem"] < total_items / 5,
         "read only the new tagged items: {s:?}"
+    );
+    // The sessions written since, and every session of the changed channel
+    // and participants.
+    assert!(
+        s.source_rows["experiments_experimentsession"] < total_sessions / 2,
+        "read only the sessions that can have changed: {s:?}"
     );
     let full = tempfile::tempdir().unwrap();
     etl(&db, full.path(), true).await;

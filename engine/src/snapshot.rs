@@ -302,6 +302,13 @@ pub struct Manifest {
     /// Anomalies found (and handled) per kind.
     pub anomalies: BTreeMap<String, u64>,
     pub watermark: MessageWatermark,
+    /// The oldest Postgres transaction still running when the source was
+    /// read (`txid_snapshot_xmin`, epoch included): every row version
+    /// written by an older transaction was seen. The next incremental run
+    /// reads only the sessions written since. `None` for other sources and
+    /// for snapshots written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_xmin: Option<u64>,
     /// UTC days `[from, to]` the `turn_slots` rollup covers; `None` when the
     /// snapshot has none (then every query reads `turns`).
     #[serde(default)]

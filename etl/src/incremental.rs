@@ -18,7 +18,11 @@
 //!   `session_tags`) are derived in full from the re-read source tables and
 //!   compared with the previous version (sessions by a join on the session
 //!   id, the others with `EXCEPT` both ways); a team's (or a
-//!   team-month's) file is written only if a row differs.
+//!   team-month's) file is written only if a row differs. Sessions are
+//!   derived again only for the source rows read (those that can have
+//!   changed, [`crate::postgres::Rows::ChangedSessions`]); every other
+//!   session keeps its previous row unless its id is gone, and only the
+//!   rows read and gone are compared.
 //! - **Turns** depend only on a message and its chat's session. The chats
 //!   whose session rows differ from the previous snapshot in anything a turn
 //!   or a message anomaly reads (added, deleted or changed sessions), and
@@ -173,25 +177,24 @@ pub fn gone_items(before: &[i64], mut now: Vec<i64>) -> std::result::Result<Vec<
 ///
 /// With `gone_items`, the run read only the tagged items added since `prev`
 /// (registered as `new_annotations_customtaggeditem`): the source's items
-/// are then the previous snapshot's, less those ids, plus those.
+/// are then the previous snapshot's, less those ids, plus those. With
+/// `session_ids` (the id of every source session), the run read only the
+/// sessions that can have changed since ([`crate::postgres::Rows`]): the
+/// derived sessions are then the previous snapshot's, less those read and
+/// those whose id is gone, plus those read, derived again.
 pub async fn prepare(
     ctx: &SessionContext,
     dir: &DataDir,
     prev: Manifest,
     prev_dir: PathBuf,
     gone_items: Option<Vec<i64>>,
+    session_ids: Option<Vec<i64>>,
 ) -> Result<Plan> {
     let step = Step::new();
     register_all(ctx, dir, &prev.version, "prev_")?;
     let gone_items = match gone_items {
         Some(gone) => {
-            let ids = Arc::new(Int64Array::from(gone.clone()));
-            let batch = RecordBatch::try_from_iter([("id", ids as ArrayRef)])?;
-            ctx.deregister_table("items_gone")?;
-            ctx.register_table(
-                "items_gone",
-                Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?),
-            )?;
+            register_ids(ctx, "items_gone", gone.clone())?;
             let cols = columns(table("_tagged_items").expect("snapshot table"));
             materialize(
                 ctx,
@@ -219,10 +222,55 @@ pub async fn prepare(
         ("chatbots", transform::CHATBOTS_SQL),
         ("participants", transform::PARTICIPANTS_SQL),
         ("tags", transform::TAGS_SQL),
-        ("sessions", transform::SESSIONS_SQL),
     ] {
         materialize(ctx, &format!("snap_{name}"), sql).await?;
     }
+    let session_cols = columns(table("sessions").expect("sessions"));
+    // The sessions to compare with the previous ones: all, or those read
+    // and those gone.
+    let (diff_new, diff_prev) = match session_ids {
+        None => {
+            materialize(ctx, "snap_sessions", transform::SESSIONS_SQL).await?;
+            ("snap_sessions", "prev_sessions")
+        }
+        Some(now) => {
+            materialize(
+                ctx,
+                "read_sessions",
+                &format!("SELECT team_id, {session_cols} FROM ({})", transform::SESSIONS_SQL),
+            )
+            .await?;
+            let now = IdSet::new(&now);
+            let mut replaced: Vec<i64> = transform::int64_values(ctx, "SELECT session_id FROM prev_sessions")
+                .await?
+                .into_iter()
+                .filter(|id| !now.contains(*id))
+                .collect();
+            replaced.extend(
+                transform::int64_values(ctx, "SELECT id FROM experiments_experimentsession WHERE id IS NOT NULL")
+                    .await?,
+            );
+            register_ids(ctx, "sessions_replaced", replaced)?;
+            materialize(
+                ctx,
+                "snap_sessions",
+                &kept_and_new(
+                    &session_cols,
+                    "prev_sessions",
+                    "NOT EXISTS (SELECT 1 FROM sessions_replaced r WHERE r.id = prev_sessions.session_id)",
+                    "read_sessions",
+                ),
+            )
+            .await?;
+            create_view(
+                ctx,
+                "prev_sessions_replaced",
+                "SELECT * FROM prev_sessions WHERE session_id IN (SELECT id FROM sessions_replaced)",
+            )
+            .await?;
+            ("read_sessions", "prev_sessions_replaced")
+        }
+    };
     step.log("derived the small tables");
     // Sessions added, deleted or changed, with whether a turn or a message
     // anomaly of their chat can change (one join on the session id).
@@ -250,7 +298,7 @@ pub async fn prepare(
             "SELECT n.team_id AS n_team, n.created_at AS n_created, n.chat_id AS n_chat, n.session_id AS n_session,
                     p.team_id AS p_team, p.created_at AS p_created, p.chat_id AS p_chat, p.session_id AS p_session,
                     (n.session_id IS NULL OR p.session_id IS NULL OR {}) AS turns_changed
-             FROM snap_sessions n FULL JOIN prev_sessions p ON n.session_id = p.session_id
+             FROM {diff_new} n FULL JOIN {diff_prev} p ON n.session_id = p.session_id
              WHERE n.session_id IS NULL OR p.session_id IS NULL OR {}",
             distinct(&key_cols),
             distinct(&all_cols)
@@ -765,6 +813,14 @@ fn chunk_files(def: &TableDef, version_dir: &Path) -> std::result::Result<BTreeM
         }
     }
     Ok(out)
+}
+
+/// Registers `ids` in memory as the table `name` with one column, `id`.
+fn register_ids(ctx: &SessionContext, name: &str, ids: Vec<i64>) -> Result<()> {
+    let batch = RecordBatch::try_from_iter([("id", Arc::new(Int64Array::from(ids)) as ArrayRef)])?;
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?))?;
+    Ok(())
 }
 
 /// The values of the one Int64 column `sql` returns, as a set.

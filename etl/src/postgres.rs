@@ -27,6 +27,9 @@ pub struct SourceInfo {
     /// Whether `experiments_experimentsession.platform` exists (databases
     /// migrated after Nov 2025).
     pub session_platform: bool,
+    /// Whether a validated foreign key ties every session to an existing
+    /// participant, and to an existing channel (OCS's schema has both).
+    pub session_keys: (bool, bool),
 }
 
 /// Checks that every OCS table the ETL reads is there, and which schema
@@ -56,7 +59,27 @@ pub async fn inspect(conn: &mut PgConnection) -> Result<SourceInfo> {
     .bind(SESSIONS)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(SourceInfo { session_platform })
+    let mut keys = [false; 2];
+    for (key, (column, target)) in keys.iter_mut().zip([
+        ("participant_id", "experiments_participant"),
+        ("experiment_channel_id", "channels_experimentchannel"),
+    ]) {
+        *key = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint k
+                 JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = ALL (k.conkey)
+             WHERE k.contype = 'f' AND k.convalidated
+               AND k.conrelid = to_regclass($1) AND k.confrelid = to_regclass($2) AND a.attname = $3)",
+        )
+        .bind(SESSIONS)
+        .bind(target)
+        .bind(column)
+        .fetch_one(&mut *conn)
+        .await?;
+    }
+    Ok(SourceInfo {
+        session_platform,
+        session_keys: (keys[0], keys[1]),
+    })
 }
 
 /// The `COPY ... TO STDOUT (FORMAT binary)` statement for a table.
@@ -72,7 +95,7 @@ pub fn copy_statement(table: &SourceTable, info: SourceInfo, rows: Rows) -> Stri
             }
         })
         .collect();
-    let filter = rows.filter();
+    let filter = rows.filter(info);
     format!(
         "COPY (SELECT {} FROM {}{filter}) TO STDOUT (FORMAT binary)",
         cols.join(", "),
@@ -92,10 +115,46 @@ pub enum Rows {
     /// Rows stored in heap pages `[from, to)` (a TID range scan), so that
     /// connections reading parts of one table each scan only their part.
     Pages { from: u64, to: Option<u64> },
+    /// Sessions only: the rows whose derived row can differ from what a
+    /// read in a snapshot with xmin `since` (the low 32 bits of
+    /// [`Reader::xmin`]) saw ([`sessions_changed`]).
+    ChangedSessions { since: u32 },
+    /// Sessions only: every other row.
+    KeptSessions { since: u32 },
+}
+
+/// Whether a session's derived row (`etl/sql/sessions.sql`) can differ from
+/// the one a read in a snapshot with xmin `since` derived: the session row,
+/// its channel's or its participant's was written by a transaction not older
+/// than `since` (`age` compares transaction ids modulo 2^32, so the caller
+/// makes sure `since` is less than 2^31 transactions old), its channel or
+/// participant is gone (only possible where no foreign key forbids it), or
+/// it lacks a column the transform needs (such rows are skipped and counted
+/// as an anomaly, so they are always read). A superset: a row written since
+/// but equal to before is read too.
+fn sessions_changed(since: u32, info: SourceInfo) -> String {
+    let new = format!("age(xmin) <= age('{since}'::xid)");
+    let mut sql = format!(
+        "{new}
+         OR id IS NULL OR team_id IS NULL OR chat_id IS NULL OR experiment_id IS NULL
+         OR status IS NULL OR created_at IS NULL
+         OR experiment_channel_id IN (SELECT id FROM channels_experimentchannel WHERE {new})
+         OR participant_id IN (SELECT id FROM experiments_participant WHERE {new})"
+    );
+    let (participant_key, channel_key) = info.session_keys;
+    if !channel_key {
+        sql.push_str(
+            " OR experiment_channel_id NOT IN (SELECT id FROM channels_experimentchannel WHERE id IS NOT NULL)",
+        );
+    }
+    if !participant_key {
+        sql.push_str(" OR participant_id NOT IN (SELECT id FROM experiments_participant WHERE id IS NOT NULL)");
+    }
+    sql
 }
 
 impl Rows {
-    fn filter(self) -> String {
+    fn filter(self, info: SourceInfo) -> String {
         match self {
             Rows::All
             | Rows::Ids {
@@ -116,6 +175,9 @@ impl Rows {
             } => format!(" WHERE id > {a} AND id <= {b}"),
             Rows::Pages { from, to: None } => format!(" WHERE ctid >= '({from},0)'"),
             Rows::Pages { from, to: Some(to) } => format!(" WHERE ctid >= '({from},0)' AND ctid < '({to},0)'"),
+            Rows::ChangedSessions { since } => format!(" WHERE {}", sessions_changed(since, info)),
+            // NULL (a NULL id compared by IN) counts as not changed.
+            Rows::KeptSessions { since } => format!(" WHERE ({}) IS NOT TRUE", sessions_changed(since, info)),
         }
     }
 }
@@ -152,6 +214,9 @@ pub struct Reader {
     pub info: SourceInfo,
     /// The transaction's `now()`.
     pub as_of: chrono::DateTime<chrono::Utc>,
+    /// The snapshot's xmin (`txid_snapshot_xmin`, with its epoch): every
+    /// transaction older than it had ended when the snapshot was taken.
+    pub xmin: u64,
 }
 
 impl std::fmt::Debug for Reader {
@@ -172,8 +237,8 @@ impl Reader {
         sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .execute(&mut first)
             .await?;
-        let (as_of, snapshot): (chrono::DateTime<chrono::Utc>, String) =
-            sqlx::query_as("SELECT now(), pg_export_snapshot()")
+        let (as_of, snapshot, xmin): (chrono::DateTime<chrono::Utc>, String, i64) =
+            sqlx::query_as("SELECT now(), pg_export_snapshot(), txid_snapshot_xmin(txid_current_snapshot())")
                 .fetch_one(&mut first)
                 .await?;
         if !snapshot.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
@@ -190,7 +255,18 @@ impl Reader {
                 .await?;
             conns.push(c);
         }
-        Ok(Reader { conns, info, as_of })
+        // Without a foreign key, a hashed subplan of `sessions_changed` holds
+        // every participant id; with less memory Postgres would plan it as a
+        // rescan per row.
+        for c in &mut conns {
+            sqlx::query("SET LOCAL work_mem = '64MB'").execute(&mut *c).await?;
+        }
+        Ok(Reader {
+            conns,
+            info,
+            as_of,
+            xmin: xmin as u64,
+        })
     }
 
     /// Runs the jobs, each connection taking the next one as it gets free
@@ -225,7 +301,7 @@ impl Reader {
                                 infinite,
                             }
                         }
-                        Job::Ids { table, rows } => Done::Ids(copy_ids(&mut conn, table, rows).await?),
+                        Job::Ids { table, rows } => Done::Ids(copy_ids(&mut conn, table, info, rows).await?),
                     };
                     done.push((i, result));
                 }
@@ -264,6 +340,7 @@ impl Reader {
             conns: self.conns.split_off(self.conns.len() - 1),
             info: self.info,
             as_of: self.as_of,
+            xmin: self.xmin,
         }
     }
 
@@ -352,12 +429,12 @@ async fn copy_into(
 }
 
 /// The non-null `id`s of `rows` of a table, in no particular order.
-async fn copy_ids(conn: &mut PgConnection, table: &SourceTable, rows: Rows) -> Result<Vec<i64>> {
+async fn copy_ids(conn: &mut PgConnection, table: &SourceTable, info: SourceInfo, rows: Rows) -> Result<Vec<i64>> {
     let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
     let statement = format!(
         "COPY (SELECT id::int8 FROM {}{}) TO STDOUT (FORMAT binary)",
         table.name,
-        rows.filter()
+        rows.filter(info)
     );
     let mut ids = Vec::new();
     stream_copy(conn, &statement, schema, &[Kind::Int], |b| {

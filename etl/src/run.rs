@@ -2,13 +2,25 @@
 //!
 //! ## Incremental runs and how deletions are detected
 //!
-//! Every table except `chat_chatmessage` is small next to it and is re-read
-//! whole on every run, so inserts, updates (sessions ending, status
-//! changes, tags added) and deletions (sessions, tagged items) in those
-//! tables are picked up exactly. Messages are read incrementally: the
-//! previous snapshot keeps every valid message (turns plus
-//! `_other_messages`) and records the highest message id it saw, with the
-//! count and sum of all ids up to it. A new run
+//! The small tables are re-read whole on every run, so inserts, updates and
+//! deletions there are picked up exactly. Three tables are read in part:
+//!
+//! - **Sessions** (updated in place: ending, status changes): only the rows
+//!   a transaction wrote since the previous snapshot was read, found by
+//!   their `xmin` (the manifest keeps that snapshot's xmin), with the
+//!   sessions whose channel or participant was written since or is gone,
+//!   plus the ids of all (a session kept but no longer read is deleted);
+//!   see [`postgres::Rows::ChangedSessions`] and [`crate::incremental`].
+//!   After 2^30 transactions, or from a snapshot without an xmin, every
+//!   session is read.
+//! - **Tagged items** (inserted and deleted, never edited): the ones above
+//!   the highest id the previous snapshot kept, and the ids of the others.
+//! - **Messages** (inserted, never edited): the previous snapshot keeps
+//!   every valid message (turns plus `_other_messages`) and records the
+//!   highest message id it saw, with the count and sum of all ids up to
+//!   it.
+//!
+//! For messages, a new run
 //! 1. finds the previous messages whose chat no longer exists (OCS deletes a
 //!    session's messages by deleting its chat),
 //! 2. asks Postgres for the count and id sum of messages up to the old
@@ -23,8 +35,8 @@
 //! more connection of that snapshot, beside the copies and then beside the
 //! transform of the incremental version, which is published only if the
 //! check passes. If it fails, the run discards that version, falls back to
-//! reading every message (the rest of them, on the checking connection, in
-//! the same snapshot) and says so in its summary. OCS never
+//! reading every message, tagged item and session (the rest of them, on the
+//! checking connection, in the same snapshot) and says so in its summary. OCS never
 //! edits a message's `chat_id`, `message_type` or `created_at` after insert;
 //! an edit of those in place is the one change an incremental run would not
 //! see (`--full` does).
@@ -153,7 +165,7 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
     // watermark on one more connection, beside the copies and the
     // transform.
     let mut reader = postgres::Reader::open(&opts.database_url, READERS + 1).await?;
-    let (info, as_of) = (reader.info, reader.as_of);
+    let (info, as_of, xmin) = (reader.info, reader.as_of, reader.xmin);
     let checker = reader.split_off();
     let dir = &opts.data;
     prepare_data_dir(dir).await?;
@@ -176,6 +188,13 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
         None => None,
     };
     let items_mark = kept_items.as_ref().and_then(|ids| ids.last().copied());
+    // Sessions written since the previous snapshot's xmin (see
+    // `postgres::Rows::ChangedSessions`), while it is less than 2^30
+    // transactions old (Postgres compares transaction ids modulo 2^32).
+    let sessions_since = previous
+        .as_ref()
+        .and_then(|(prev, _)| prev.source_xmin)
+        .and_then(|p| (xmin.checked_sub(p)? < 1 << 30).then_some(p as u32));
     let check = match &previous {
         Some((prev, _)) => {
             let (mut checker, below) = (checker, prev.watermark.max_id);
@@ -234,8 +253,18 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
                     part: 0,
                 });
             }
-            // Sessions, the longest copy of an incremental run, in shares
-            // too, so that neither connection waits on the other's.
+            // The sessions that can have changed, and the ids of all.
+            _ if table.name == SESSIONS && sessions_since.is_some() => {
+                let since = sessions_since.expect("checked");
+                jobs.push(Job::Copy {
+                    table,
+                    rows: Rows::ChangedSessions { since },
+                    part: 0,
+                });
+                jobs.push(Job::Ids { table, rows: Rows::All });
+            }
+            // Every session otherwise, in shares too, so that neither
+            // connection waits on the other's.
             _ if table.name == SESSIONS => jobs.extend(shares(&mut reader, table).await?),
             _ => jobs.push(Job::Copy {
                 table,
@@ -247,15 +276,16 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
     progress.step("reading the source");
     let mut infinite = 0;
     let done = reader.run(&jobs, &stage, progress).await?;
-    let read_ids = absorb(&mut stage, done, &mut infinite);
-    let gone_items = match (kept_items, read_ids, items_mark) {
+    let mut read_ids = absorb(&mut stage, &jobs, done, &mut infinite);
+    let session_ids = read_ids.remove(SESSIONS);
+    let gone_items = match (kept_items, read_ids.remove(ITEMS), items_mark) {
         (Some(kept), Some(now), Some(mark)) => match incremental::gone_items(&kept, now) {
             Ok(gone) => Some(gone),
             Err(late) => {
                 tracing::info!(late, "tagged items committed late below id {mark}: reading every item");
                 let rest = [old_items(items, mark)];
                 let done = reader.run(&rest, &stage, progress).await?;
-                absorb(&mut stage, done, &mut infinite);
+                absorb(&mut stage, &rest, done, &mut infinite);
                 None
             }
         },
@@ -280,7 +310,7 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
     let mut built = None;
     if let (Some((prev, prev_dir)), Some(check)) = (previous, check) {
         progress.step("comparing with the previous snapshot");
-        let plan = incremental::prepare(&ctx, dir, prev, prev_dir, gone_items).await?;
+        let plan = incremental::prepare(&ctx, dir, prev, prev_dir, gone_items, session_ids).await?;
         stage.register(&ctx, messages, "new_chat_chatmessage").await?;
         progress.step("writing snapshot");
         let out = incremental::run(&ctx, &plan, &vdir).await?;
@@ -310,8 +340,15 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
             if let (true, Some(mark)) = (only_new_items, items_mark) {
                 rest.push(old_items(items, mark));
             }
+            if let Some(since) = sessions_since {
+                rest.push(Job::Copy {
+                    table: source(SESSIONS),
+                    rows: Rows::KeptSessions { since },
+                    part: 1,
+                });
+            }
             let done = checker.run(&rest, &stage, progress).await?;
-            absorb(&mut stage, done, &mut infinite);
+            absorb(&mut stage, &rest, done, &mut infinite);
         }
         checker.close().await?;
     }
@@ -321,6 +358,7 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
         version: version.clone(),
         as_of,
         source: "postgres",
+        source_xmin: Some(xmin),
         mode: if built.is_some() { "incremental" } else { "full" },
         session_platform_column: info.session_platform,
         source_rows: source_rows.clone(),
@@ -371,17 +409,20 @@ fn discard_tables(vdir: &VersionDir, stage: &Stage) -> Result<()> {
     Ok(())
 }
 
-/// Adds the staged files of finished jobs to the stage and their infinite
-/// timestamps to `infinite`; returns the ids an ids job read, if one ran.
-fn absorb(stage: &mut Stage, done: Vec<Done>, infinite: &mut u64) -> Option<Vec<i64>> {
-    let mut read = None;
-    for d in done {
-        match d {
-            Done::Copied { file, infinite: n } => {
+/// Adds the staged files of finished `jobs` to the stage and their infinite
+/// timestamps to `infinite`; returns the ids each ids job read, by table.
+fn absorb(stage: &mut Stage, jobs: &[Job], done: Vec<Done>, infinite: &mut u64) -> BTreeMap<&'static str, Vec<i64>> {
+    let mut read = BTreeMap::new();
+    for (job, d) in jobs.iter().zip(done) {
+        match (job, d) {
+            (_, Done::Copied { file, infinite: n }) => {
                 *infinite += n;
                 stage.add(file);
             }
-            Done::Ids(ids) => read = Some(ids),
+            (Job::Ids { table, .. }, Done::Ids(ids)) => {
+                read.insert(table.name, ids);
+            }
+            (Job::Copy { table, .. }, Done::Ids(_)) => unreachable!("a copy of {} returned ids", table.name),
         }
     }
     read
@@ -444,6 +485,7 @@ struct Meta {
     version: String,
     as_of: DateTime<Utc>,
     source: &'static str,
+    source_xmin: Option<u64>,
     mode: &'static str,
     session_platform_column: bool,
     source_rows: BTreeMap<String, u64>,
@@ -496,6 +538,7 @@ async fn seal_and_publish(
         source_rows: meta.source_rows,
         anomalies,
         watermark,
+        source_xmin: meta.source_xmin,
         teams,
         rollup: Some(ocs_dash_engine::snapshot::RollupCoverage { from: None, to: None }),
     };
@@ -535,6 +578,7 @@ pub async fn snapshot_from_batches(
             version,
             as_of,
             source: "fixture",
+            source_xmin: None,
             mode: "full",
             session_platform_column: true,
             source_rows: rows,
@@ -568,6 +612,7 @@ pub async fn generate_snapshot(dir: &DataDir, opts: &GenOptions, progress: &mut 
             version,
             as_of: opts.end,
             source: "generator",
+            source_xmin: None,
             mode: "full",
             session_platform_column: opts.session_platform,
             source_rows: summary.rows,
