@@ -485,6 +485,7 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
          WHERE p.message_id IS NULL OR i.message_id IS NULL",
     )
     .await?;
+    step.log("message tags: compared with the previous ones");
     let tag_cols = columns(def("message_tags"));
     // Items that tagged no turn before and now tag a turn that stays.
     materialize(
@@ -504,6 +505,7 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
     )
     .await?;
     a_tags.extend(a_turns.iter().copied());
+    step.log("message tags: found the tags added to kept turns");
     // Turns derived again: every item on them, as a full run joins them.
     create_view(ctx, "snap_turns", "SELECT * FROM d_turns").await?;
     let new = ctx
