@@ -253,6 +253,19 @@ pub struct MessageWatermark {
     pub id_sum: String,
 }
 
+/// A point in a Postgres cluster's transaction history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourcePosition {
+    /// The cluster's `system_identifier` (`pg_control_system()`): transaction
+    /// ids mean nothing in another cluster, such as one a dump was
+    /// restored into.
+    pub cluster: i64,
+    /// The oldest transaction still running when the source was read
+    /// (`txid_snapshot_xmin`, epoch included): every row version written by
+    /// an older transaction was seen.
+    pub xmin: u64,
+}
+
 /// The UTC days a rollup covers, both ends included; `None` = unbounded
 /// (built from every turn).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,13 +315,12 @@ pub struct Manifest {
     /// Anomalies found (and handled) per kind.
     pub anomalies: BTreeMap<String, u64>,
     pub watermark: MessageWatermark,
-    /// The oldest Postgres transaction still running when the source was
-    /// read (`txid_snapshot_xmin`, epoch included): every row version
-    /// written by an older transaction was seen. The next incremental run
-    /// reads only the sessions written since. `None` for other sources and
-    /// for snapshots written before it was recorded.
+    /// Where in its Postgres cluster's history the source was read; the
+    /// next incremental run reads only the sessions written since. `None`
+    /// for other sources, for a cluster whose identity could not be read,
+    /// and for snapshots written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_xmin: Option<u64>,
+    pub source_position: Option<SourcePosition>,
     /// UTC days `[from, to]` the `turn_slots` rollup covers; `None` when the
     /// snapshot has none (then every query reads `turns`).
     #[serde(default)]

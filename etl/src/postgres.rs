@@ -30,6 +30,8 @@ pub struct SourceInfo {
     /// Whether a validated foreign key ties every session to an existing
     /// participant, and to an existing channel (OCS's schema has both).
     pub session_keys: (bool, bool),
+    /// The cluster's `system_identifier`, if this role may read it.
+    pub cluster: Option<i64>,
 }
 
 /// Checks that every OCS table the ETL reads is there, and which schema
@@ -76,9 +78,15 @@ pub async fn inspect(conn: &mut PgConnection) -> Result<SourceInfo> {
         .fetch_one(&mut *conn)
         .await?;
     }
+    // Outside any transaction, so that a refusal costs nothing but this.
+    let cluster = sqlx::query_scalar("SELECT system_identifier FROM pg_control_system()")
+        .fetch_one(&mut *conn)
+        .await
+        .ok();
     Ok(SourceInfo {
         session_platform,
         session_keys: (keys[0], keys[1]),
+        cluster,
     })
 }
 

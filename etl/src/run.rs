@@ -7,12 +7,13 @@
 //!
 //! - **Sessions** (updated in place: ending, status changes): only the rows
 //!   a transaction wrote since the previous snapshot was read, found by
-//!   their `xmin` (the manifest keeps that snapshot's xmin), with the
+//!   their `xmin` (the manifest keeps that snapshot's xmin and the
+//!   cluster's identity), with the
 //!   sessions whose channel or participant was written since or is gone,
 //!   plus the ids of all (a session kept but no longer read is deleted);
 //!   see [`postgres::Rows::ChangedSessions`] and [`crate::incremental`].
-//!   After 2^30 transactions, or from a snapshot without an xmin, every
-//!   session is read.
+//!   After 2^30 transactions, in another cluster, or from a snapshot
+//!   without an xmin, every session is read.
 //! - **Tagged items** (inserted and deleted, never edited): the ones above
 //!   the highest id the previous snapshot kept, and the ids of the others.
 //! - **Messages** (inserted, never edited): the previous snapshot keeps
@@ -51,7 +52,7 @@ use chrono::{DateTime, Utc};
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::prelude::SessionContext;
-use ocs_dash_engine::snapshot::{DataDir, Manifest, MessageWatermark, Published, VersionDir};
+use ocs_dash_engine::snapshot::{DataDir, Manifest, MessageWatermark, Published, SourcePosition, VersionDir};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -189,12 +190,14 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
     };
     let items_mark = kept_items.as_ref().and_then(|ids| ids.last().copied());
     // Sessions written since the previous snapshot's xmin (see
-    // `postgres::Rows::ChangedSessions`), while it is less than 2^30
-    // transactions old (Postgres compares transaction ids modulo 2^32).
+    // `postgres::Rows::ChangedSessions`), in the same cluster, while it is
+    // less than 2^30 transactions old (Postgres compares transaction ids
+    // modulo 2^32).
     let sessions_since = previous
         .as_ref()
-        .and_then(|(prev, _)| prev.source_xmin)
-        .and_then(|p| (xmin.checked_sub(p)? < 1 << 30).then_some(p as u32));
+        .and_then(|(prev, _)| prev.source_position)
+        .filter(|p| Some(p.cluster) == info.cluster)
+        .and_then(|p| (xmin.checked_sub(p.xmin)? < 1 << 30).then_some(p.xmin as u32));
     let check = match &previous {
         Some((prev, _)) => {
             let (mut checker, below) = (checker, prev.watermark.max_id);
@@ -358,7 +361,7 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
         version: version.clone(),
         as_of,
         source: "postgres",
-        source_xmin: Some(xmin),
+        source_position: info.cluster.map(|cluster| SourcePosition { cluster, xmin }),
         mode: if built.is_some() { "incremental" } else { "full" },
         session_platform_column: info.session_platform,
         source_rows: source_rows.clone(),
@@ -485,7 +488,7 @@ struct Meta {
     version: String,
     as_of: DateTime<Utc>,
     source: &'static str,
-    source_xmin: Option<u64>,
+    source_position: Option<SourcePosition>,
     mode: &'static str,
     session_platform_column: bool,
     source_rows: BTreeMap<String, u64>,
@@ -538,7 +541,7 @@ async fn seal_and_publish(
         source_rows: meta.source_rows,
         anomalies,
         watermark,
-        source_xmin: meta.source_xmin,
+        source_position: meta.source_position,
         teams,
         rollup: Some(ocs_dash_engine::snapshot::RollupCoverage { from: None, to: None }),
     };
@@ -578,7 +581,7 @@ pub async fn snapshot_from_batches(
             version,
             as_of,
             source: "fixture",
-            source_xmin: None,
+            source_position: None,
             mode: "full",
             session_platform_column: true,
             source_rows: rows,
@@ -612,7 +615,7 @@ pub async fn generate_snapshot(dir: &DataDir, opts: &GenOptions, progress: &mut 
             version,
             as_of: opts.end,
             source: "generator",
-            source_xmin: None,
+            source_position: None,
             mode: "full",
             session_platform_column: opts.session_platform,
             source_rows: summary.rows,
