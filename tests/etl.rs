@@ -306,9 +306,7 @@ async fn incremental_equals_full_after_inserts_updates_and_deletes() {
         s.source_rows["experiments_experimentsession"] < total_sessions / 2,
         "read only the sessions that can have changed: {s:?}"
     );
-    let full = tempfile::tempdir().unwrap();
-    etl(&db, full.path(), true).await;
-    assert_tables_equal(inc.path(), full.path()).await;
+    assert_equals_full(&db, inc.path()).await;
 
     // A message deleted on its own (below the watermark): the check notices
     // and the run reads every message.
@@ -317,9 +315,7 @@ async fn incremental_equals_full_after_inserts_updates_and_deletes() {
     let s = etl(&db, inc.path(), false).await;
     assert_eq!(s.mode, "full");
     assert!(s.fallback.is_some());
-    let full = tempfile::tempdir().unwrap();
-    etl(&db, full.path(), true).await;
-    assert_tables_equal(inc.path(), full.path()).await;
+    assert_equals_full(&db, inc.path()).await;
 
     // And chained incremental runs stay equal, also when a tagged item
     // commits late (an id below the highest one the snapshot kept, here
@@ -335,9 +331,7 @@ async fn incremental_equals_full_after_inserts_updates_and_deletes() {
     let s = etl(&db, inc.path(), false).await;
     assert_eq!(s.mode, "incremental", "{:?}", s.fallback);
     assert_eq!(s.source_rows["annotations_customtaggeditem"], total_items);
-    let full = tempfile::tempdir().unwrap();
-    etl(&db, full.path(), true).await;
-    assert_tables_equal(inc.path(), full.path()).await;
+    assert_equals_full(&db, inc.path()).await;
 
     // A previous snapshot from another cluster (as after a dump restored
     // into a new server): its transaction ids mean nothing here, so the run
@@ -360,9 +354,7 @@ async fn incremental_equals_full_after_inserts_updates_and_deletes() {
     let s = etl(&db, inc.path(), false).await;
     assert_eq!(s.mode, "incremental", "{:?}", s.fallback);
     assert_eq!(s.source_rows["experiments_experimentsession"], total_sessions);
-    let full = tempfile::tempdir().unwrap();
-    etl(&db, full.path(), true).await;
-    assert_tables_equal(inc.path(), full.path()).await;
+    assert_equals_full(&db, inc.path()).await;
     // Old versions were pruned to the last two complete ones.
     assert!(DataDir::new(inc.path()).versions().await.unwrap().len() <= 3);
     db.drop_db().await;
@@ -388,6 +380,13 @@ async fn next_days_with_the_generation_seed_add_rows_without_clashing() {
         rows = now;
     }
     db.drop_db().await;
+}
+
+/// The snapshot in `data` equals a `--full` export of `db` made now.
+async fn assert_equals_full(db: &TestDb, data: &Path) {
+    let full = tempfile::tempdir().unwrap();
+    etl(db, full.path(), true).await;
+    assert_tables_equal(data, full.path()).await;
 }
 
 /// Same rows in every table, and the same counts, anomalies and watermark
@@ -551,9 +550,7 @@ async fn incremental_rewrites_only_the_files_whose_rows_changed() {
             format!("message_tags/team_id={other_team}/part-{tagged_month}-0.parquet")
         ]
     );
-    let full = tempfile::tempdir().unwrap();
-    etl(&db, full.path(), true).await;
-    assert_tables_equal(data.path(), full.path()).await;
+    assert_equals_full(&db, data.path()).await;
     db.drop_db().await;
 }
 

@@ -237,9 +237,9 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
     );
     let items = source(ITEMS);
     for table in others {
-        match items_mark {
+        match (items_mark, sessions_since) {
             // The new items, and the ids of the others.
-            Some(mark) if table.name == ITEMS => {
+            (Some(mark), _) if table.name == ITEMS => {
                 jobs.push(Job::Ids {
                     table,
                     rows: Rows::Ids {
@@ -257,8 +257,7 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
                 });
             }
             // The sessions that can have changed, and the ids of all.
-            _ if table.name == SESSIONS && sessions_since.is_some() => {
-                let since = sessions_since.expect("checked");
+            (_, Some(since)) if table.name == SESSIONS => {
                 jobs.push(Job::Copy {
                     table,
                     rows: Rows::ChangedSessions { since },
