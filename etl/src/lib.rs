@@ -23,6 +23,7 @@ pub mod sort;
 pub mod source;
 pub mod stage;
 pub mod transform;
+pub mod turn_tags;
 pub mod write;
 
 pub use error::{Error, Result};

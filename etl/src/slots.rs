@@ -32,6 +32,7 @@ use futures::StreamExt;
 use ocs_dash_engine::snapshot::{SLOT_MICROS, TEAM_COLUMN, TableDef, VersionDir, table};
 
 use crate::error::{Error, Result};
+use crate::turn_tags::TurnTags;
 use crate::write::{TableWriter, each_stream, ordered_streams};
 
 /// Slot rows gathered before they are handed on as one batch.
@@ -238,37 +239,47 @@ impl SlotRollup {
     }
 }
 
-/// Writes `turns` and its rollup `turn_slots` from the turns `df` yields
-/// (`team_id` first), in one pass; returns the rows of each.
-pub async fn write_turns(df: DataFrame, version: &VersionDir) -> Result<(u64, u64)> {
-    write(df, version, true).await
+/// Writes `turns`, its rollup `turn_slots` and the turns' `message_tags`
+/// ([`crate::turn_tags`]) from the turns `df` yields (`team_id` first), in
+/// one pass; returns the rows of each table.
+pub async fn write_turns(df: DataFrame, version: &VersionDir, tags: Arc<TurnTags>) -> Result<Vec<(&'static str, u64)>> {
+    let (turns, slots, tagged) = write(df, version, Some(tags)).await?;
+    Ok(vec![("turns", turns), ("turn_slots", slots), ("message_tags", tagged)])
 }
 
 /// Writes the rollup of the turns `df` yields (`team_id` first); returns
 /// its rows.
 pub async fn write_rollup(df: DataFrame, version: &VersionDir) -> Result<u64> {
-    Ok(write(df, version, false).await?.1)
+    Ok(write(df, version, None).await?.1)
 }
 
-/// Writes the rollup of the turns `df` yields, and the turns themselves if
-/// `with_turns`; returns the rows of each.
-async fn write(df: DataFrame, version: &VersionDir, with_turns: bool) -> Result<(u64, u64)> {
+/// Writes the rollup of the turns `df` yields, and with `tags` the turns
+/// themselves and their message tags; returns the rows of each.
+async fn write(df: DataFrame, version: &VersionDir, tags: Option<Arc<TurnTags>>) -> Result<(u64, u64, u64)> {
     let streams = ordered_streams(df, turns_def()).await?;
     let written = each_stream(streams, |stream| {
-        let version = version.clone();
+        let (version, tags) = (version.clone(), tags.clone());
         async move {
-            let mut turns = with_turns.then(|| TableWriter::new(turns_def(), &version));
+            let mut turns = tags.map(|tags| {
+                (
+                    TableWriter::new(turns_def(), &version),
+                    tags,
+                    TableWriter::new(table("message_tags").expect("message_tags table"), &version),
+                )
+            });
             let mut slots = TableWriter::new(slots_def(), &version);
             roll(stream, turns.as_mut(), Sink::Write(&mut slots)).await?;
-            let turns = match turns {
-                Some(w) => w.finish().await?,
-                None => 0,
+            let (turns, tagged) = match turns {
+                Some((w, _, tagged)) => (w.finish().await?, tagged.finish().await?),
+                None => (0, 0),
             };
-            Ok((turns, slots.finish().await?))
+            Ok((turns, slots.finish().await?, tagged))
         }
     })
     .await?;
-    Ok(written.into_iter().fold((0, 0), |(t, s), (a, b)| (t + a, s + b)))
+    Ok(written
+        .into_iter()
+        .fold((0, 0, 0), |(t, s, m), (a, b, c)| (t + a, s + b, m + c)))
 }
 
 /// The rollup of the turns `df` yields (`team_id` first), as a table of
@@ -302,11 +313,11 @@ impl Sink<'_, '_> {
     }
 }
 
-/// Streams turns in their written order into `turns` (if given) and their
-/// slot rows into `slots`.
+/// Streams turns in their written order into `turns` (if given, with the
+/// writer of their message tags) and their slot rows into `slots`.
 async fn roll(
     mut stream: SendableRecordBatchStream,
-    mut turns: Option<&mut TableWriter<'_>>,
+    mut turns: Option<&mut (TableWriter<'_>, Arc<TurnTags>, TableWriter<'_>)>,
     mut slots: Sink<'_, '_>,
 ) -> Result<()> {
     let mut rollup = SlotRollup::default();
@@ -315,7 +326,10 @@ async fn roll(
         if let Some(rows) = rollup.push(&batch)? {
             slots.push(rows).await?;
         }
-        if let Some(turns) = turns.as_mut() {
+        if let Some((turns, tags, tagged)) = turns.as_mut() {
+            if let Some(rows) = tags.of(&batch)? {
+                tagged.push(rows).await?;
+            }
             turns.push(batch).await?;
         }
     }

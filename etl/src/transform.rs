@@ -24,6 +24,7 @@ use ocs_dash_engine::snapshot::{self, VersionDir, register_table};
 
 use crate::dangling;
 use crate::error::Result;
+use crate::turn_tags::TurnTags;
 
 /// Memory the ETL's queries may hold before sorts and aggregations spill to disk.
 const ETL_MEMORY: usize = 4 << 30;
@@ -74,7 +75,8 @@ pub const TURNS_SQL: &str = include_str!("../sql/turns.sql");
 pub const OTHER_MESSAGES_SQL: &str = include_str!("../sql/other_messages.sql");
 /// Tag attachments that can become message tags, as the view `message_items`.
 pub const MESSAGE_ITEMS_SQL: &str = include_str!("../sql/message_items.sql");
-/// `message_items` joined with `snap_turns`.
+/// `message_items` joined with `snap_turns` (incremental runs; a full run
+/// builds the table in the pass over turns, [`crate::turn_tags`]).
 pub const MESSAGE_TAGS_SQL: &str = include_str!("../sql/message_tags.sql");
 pub const SESSION_TAGS_SQL: &str = include_str!("../sql/session_tags.sql");
 /// Anomalies of tables other than messages, except the dangling tagged
@@ -103,20 +105,28 @@ pub async fn create_view(ctx: &SessionContext, name: &str, sql: &str) -> Result<
 /// Runs the transform: source tables registered in `ctx` → the snapshot
 /// tables written into `version`.
 ///
-/// After the tables everything else reads, two strands run at once: turns
-/// with their rollup and then the message tags on them; and the other
-/// messages, session tags and anomalies. Each strand alone leaves a core
-/// idle much of the time (a sort's merge, a writer waiting on its encoders).
+/// The tags of every tagged message are read beside the tables everything
+/// else reads. Then two strands run at once: turns with their rollup and
+/// their message tags ([`crate::turn_tags`]); and the other messages,
+/// tagged items, session tags and anomalies. Each strand alone leaves a
+/// core idle much of the time (a sort's merge, a writer waiting on its
+/// encoders).
 pub async fn run(ctx: &SessionContext, version: &VersionDir) -> Result<Transformed> {
     create_view(ctx, "message_items", MESSAGE_ITEMS_SQL).await?;
-    let mut tables = BTreeMap::new();
-    for (name, sql) in FIRST {
-        tables.extend(step(ctx, version, name, sql).await?);
-    }
+    let first = async {
+        let mut tables = BTreeMap::new();
+        for (name, sql) in FIRST {
+            tables.extend(step(ctx, version, name, sql).await?);
+        }
+        Ok::<_, crate::error::Error>(tables)
+    };
+    let tags = TurnTags::read(ctx, "SELECT team_id, tag_id, message_id FROM message_items");
+    let (mut tables, tags) = futures::try_join!(first, tags)?;
     let turns = async {
-        let mut written = step(ctx, version, "turns", TURNS_SQL).await?;
-        written.extend(step(ctx, version, "message_tags", MESSAGE_TAGS_SQL).await?);
-        Ok::<_, crate::error::Error>(written)
+        let started = std::time::Instant::now();
+        let df = ctx.sql(TURNS_SQL).await?;
+        let written = crate::slots::write_turns(df, version, Arc::new(tags)).await?;
+        registered(ctx, version, started, written)
     };
     let rest = async {
         let mut written = step(ctx, version, "_other_messages", OTHER_MESSAGES_SQL).await?;
@@ -143,21 +153,24 @@ pub async fn run(ctx: &SessionContext, version: &VersionDir) -> Result<Transform
     Ok(Transformed { tables, anomalies })
 }
 
-/// Writes the snapshot table `name` from `sql` (`turns` with its rollup)
-/// and registers it as `snap_<name>`; returns the rows written per table.
+/// Writes the snapshot table `name` from `sql` and registers it as
+/// `snap_<name>`; returns the rows written.
 async fn step(ctx: &SessionContext, version: &VersionDir, name: &'static str, sql: &str) -> Result<Vec<(String, u64)>> {
     let started = std::time::Instant::now();
     let df = ctx.sql(sql).await?;
-    let written = match name {
-        "turns" => {
-            let (turns, slots) = crate::slots::write_turns(df, version).await?;
-            vec![("turns", turns), ("turn_slots", slots)]
-        }
-        _ => {
-            let def = snapshot::table(name).expect("a snapshot table");
-            vec![(name, crate::write::write_table(df, def, version).await?)]
-        }
-    };
+    let def = snapshot::table(name).expect("a snapshot table");
+    let rows = crate::write::write_table(df, def, version).await?;
+    registered(ctx, version, started, vec![(name, rows)])
+}
+
+/// Logs the tables a step wrote (begun at `started`) and registers each as
+/// `snap_<name>`; returns the rows written per table.
+fn registered(
+    ctx: &SessionContext,
+    version: &VersionDir,
+    started: std::time::Instant,
+    written: Vec<(&'static str, u64)>,
+) -> Result<Vec<(String, u64)>> {
     for (name, rows) in &written {
         tracing::info!(
             table = name,
