@@ -23,7 +23,7 @@ use datafusion::arrow::array::{
     TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{DataType, Int64Type, Schema, SchemaRef, TimestampMicrosecondType};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::SendableRecordBatchStream;
@@ -33,7 +33,7 @@ use ocs_dash_engine::snapshot::{SLOT_MICROS, TEAM_COLUMN, TableDef, VersionDir, 
 
 use crate::error::{Error, Result};
 use crate::turn_tags::TurnTags;
-use crate::write::{TableWriter, each_stream, ordered_streams};
+use crate::write::{TableWriter, each_stream, ordered_streams, with_team};
 
 /// Slot rows gathered before they are handed on as one batch.
 const BATCH_ROWS: usize = 64 * 1024;
@@ -116,9 +116,7 @@ struct Builders {
 
 /// The rollup's rows: `team_id`, then the columns of `turn_slots`.
 fn rollup_schema() -> SchemaRef {
-    let mut fields = vec![Arc::new(Field::new(TEAM_COLUMN, DataType::Int64, false))];
-    fields.extend(slots_def().schema.fields().iter().cloned());
-    Arc::new(Schema::new(fields))
+    with_team(slots_def())
 }
 
 impl Default for SlotRollup {
@@ -343,6 +341,7 @@ async fn roll(
 mod tests {
     use super::*;
     use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::Field;
 
     const MIN: i64 = 60 * 1_000_000;
 

@@ -15,13 +15,14 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::take;
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{Int64Type, SchemaRef};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use ocs_dash_engine::snapshot::{TEAM_COLUMN, TableDef, table};
 
 use crate::dangling::IdSet;
 use crate::error::{Error, Result};
+use crate::write::with_team;
 
 /// The tags of every tagged message, by message.
 #[derive(Debug)]
@@ -74,13 +75,11 @@ impl TurnTags {
                 start = i + 1;
             }
         }
-        let mut fields = vec![Arc::new(Field::new(TEAM_COLUMN, DataType::Int64, false))];
-        fields.extend(def().schema.fields().iter().cloned());
         TurnTags {
             tagged: IdSet::new(&messages),
             at,
             pairs: rows.into_iter().map(|(_, tag, team)| (team, tag)).collect(),
-            schema: Arc::new(Schema::new(fields)),
+            schema: with_team(def()),
         }
     }
 
@@ -88,13 +87,7 @@ impl TurnTags {
     /// (`team_id` first), in the batch's order and then tag order; `None`
     /// if no turn in it is tagged.
     pub fn of(&self, turns: &RecordBatch) -> Result<Option<RecordBatch>> {
-        let column = |name: &str| {
-            turns.column_by_name(name).ok_or_else(|| {
-                Error::DataFusion(datafusion::error::DataFusionError::Internal(format!(
-                    "turns without {name}"
-                )))
-            })
-        };
+        let column = |name: &str| Ok::<_, Error>(turns.column(turns.schema().index_of(name)?));
         let team = column(TEAM_COLUMN)?.as_primitive::<Int64Type>();
         let message = column("message_id")?.as_primitive::<Int64Type>();
         let (mut rows, mut tags) = (Vec::new(), Vec::new());
@@ -137,8 +130,6 @@ mod tests {
         let ints = |v: Vec<i64>| -> ArrayRef { Arc::new(Int64Array::from(v)) };
         let n = rows.len();
         let turns_def = table("turns").unwrap();
-        let mut fields = vec![Arc::new(Field::new(TEAM_COLUMN, DataType::Int64, false))];
-        fields.extend(turns_def.schema.fields().iter().cloned());
         let mut columns = vec![ints(rows.iter().map(|r| r.0).collect())];
         for field in turns_def.schema.fields() {
             columns.push(match field.name().as_str() {
@@ -150,7 +141,7 @@ mod tests {
                 _ => ints(rows.iter().map(|r| r.1 * 10).collect()),
             });
         }
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+        RecordBatch::try_new(with_team(turns_def), columns).unwrap()
     }
 
     /// (team, tag, message, session) per row.

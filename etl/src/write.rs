@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDate};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, TimestampMicrosecondArray};
-use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimestampMicrosecondType};
 use datafusion::physical_expr::expressions::col as column;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning, SendableRecordBatchStream};
@@ -230,6 +230,14 @@ pub fn chunk_dir(table_dir: &Path, team: Option<i64>) -> PathBuf {
         Some(t) => table_dir.join(format!("{TEAM_COLUMN}={t}")),
         None => table_dir.to_path_buf(),
     }
+}
+
+/// The schema of the batches a partitioned table's writer takes: `team_id`,
+/// then the table's columns.
+pub(crate) fn with_team(def: &TableDef) -> SchemaRef {
+    let mut fields = vec![Arc::new(Field::new(TEAM_COLUMN, DataType::Int64, false))];
+    fields.extend(def.schema.fields().iter().cloned());
+    Arc::new(Schema::new(fields))
 }
 
 /// The sort a table's rows are written in: team first (partitioned tables),
