@@ -1,5 +1,5 @@
 -- One row per anomaly kind the transform handled, besides the per-message
--- kinds of message_anomalies.sql. Each is a count of source rows; none of
+-- kinds of messages.sql. Each is a count of source rows; none of
 -- them stops the ETL. `tagged_items_dangling` is counted by
 -- etl/src/dangling.rs.
 SELECT 'sessions_missing_columns' AS kind, count(*) AS n FROM experiments_experimentsession

@@ -29,7 +29,7 @@
 //!   or a message anomaly reads (added, deleted or changed sessions), and
 //!   the chats deleted since, are the *changed chats*. Their kept messages
 //!   and the new messages (above the watermark, see [`crate::run`]) are run
-//!   through the same `turns.sql`/`other_messages.sql` as a full run; every
+//!   through the same `messages.sql` as a full run; every
 //!   other message keeps its row. A month of a team is rewritten if it held
 //!   a turn of a changed chat or gets a new turn; `turn_slots` follows
 //!   `turns` month by month (a 15-minute slot never crosses a month).
@@ -71,12 +71,12 @@ use ocs_dash_engine::snapshot::{
 use crate::dangling::{self, IdSet};
 use crate::error::{Error, Result};
 use crate::patch::{Change, Drop, DropTest, Patched, patch_chunk};
-use crate::slots;
 use crate::transform::{self, Transformed, create_view};
 use crate::write::{
     Chunk, ENCODERS, SessionLinks, chunk_column, chunk_dir, file_month, month_of, month_start, sort_keys,
     split_into_chunks, write_table,
 };
+use crate::{messages, slots};
 
 /// Session columns whose change can change a turn, an other message, or a
 /// per-message anomaly of the session's chat (`team_id` and `session_id`
@@ -358,8 +358,8 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
          UNION ALL SELECT id, chat_id, message_type, created_at FROM new_chat_chatmessage",
     )
     .await?;
-    materialize(ctx, "d_turns", transform::TURNS_SQL).await?;
-    materialize(ctx, "d_other", transform::OTHER_MESSAGES_SQL).await?;
+    materialize(ctx, "d_turns", &messages::turns_sql()).await?;
+    materialize(ctx, "d_other", &messages::others_sql()).await?;
     step.log("derived new and changed messages");
 
     let teams = def("teams");
@@ -614,9 +614,10 @@ async fn tagged_items(
 async fn anomalies(ctx: &SessionContext, plan: &Plan) -> Result<BTreeMap<String, u64>> {
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();
     // The per-message kinds over the messages derived again...
-    for (kind, n) in transform::anomalies(ctx, transform::MESSAGE_ANOMALIES_SQL).await? {
-        let before = plan.prev.anomalies.get(&kind).copied().unwrap_or(0) as i64;
-        *counts.entry(kind).or_default() += before + n;
+    let derived = messages::count(ctx).await?;
+    for (kind, n) in derived.kinds() {
+        let before = plan.prev.anomalies.get(kind).copied().unwrap_or(0) as i64;
+        *counts.entry(kind.to_string()).or_default() += before + n as i64;
     }
     // ...minus the same kinds over their previous version.
     let old = transform::etl_context()?;
@@ -630,8 +631,8 @@ async fn anomalies(ctx: &SessionContext, plan: &Plan) -> Result<BTreeMap<String,
          UNION ALL SELECT message_id AS id, chat_id, message_type, created_at FROM x_prev_other",
     )
     .await?;
-    for (kind, n) in transform::anomalies(&old, transform::MESSAGE_ANOMALIES_SQL).await? {
-        *counts.entry(kind).or_default() -= n;
+    for (kind, n) in messages::count(&old).await?.kinds() {
+        *counts.entry(kind.to_string()).or_default() -= n as i64;
     }
     // The other kinds in full; the dangling tagged items over the message
     // ids of the new snapshot: the previous ones, less those of the changed

@@ -12,6 +12,7 @@ pub mod error;
 pub mod fixture;
 pub mod generate;
 pub mod incremental;
+pub mod messages;
 pub mod patch;
 pub mod pgcopy;
 pub mod postgres;

@@ -238,23 +238,32 @@ impl SlotRollup {
 }
 
 /// Writes `turns`, its rollup `turn_slots` and the turns' `message_tags`
-/// ([`crate::turn_tags`]) from the turns `df` yields (`team_id` first), in
-/// one pass; returns the rows of each table.
-pub async fn write_turns(df: DataFrame, version: &VersionDir, tags: Arc<TurnTags>) -> Result<Vec<(&'static str, u64)>> {
-    let (turns, slots, tagged) = write(df, version, Some(tags)).await?;
+/// ([`crate::turn_tags`]) from `streams`, each yielding whole teams' turns
+/// (`team_id` first) in the order of `turns` ([`crate::write::sort_each`]),
+/// in one pass; returns the rows of each table.
+pub async fn write_turns(
+    streams: Vec<SendableRecordBatchStream>,
+    version: &VersionDir,
+    tags: Arc<TurnTags>,
+) -> Result<Vec<(&'static str, u64)>> {
+    let (turns, slots, tagged) = write(streams, version, Some(tags)).await?;
     Ok(vec![("turns", turns), ("turn_slots", slots), ("message_tags", tagged)])
 }
 
 /// Writes the rollup of the turns `df` yields (`team_id` first); returns
 /// its rows.
 pub async fn write_rollup(df: DataFrame, version: &VersionDir) -> Result<u64> {
-    Ok(write(df, version, None).await?.1)
+    let streams = ordered_streams(df, turns_def()).await?;
+    Ok(write(streams, version, None).await?.1)
 }
 
-/// Writes the rollup of the turns `df` yields, and with `tags` the turns
-/// themselves and their message tags; returns the rows of each.
-async fn write(df: DataFrame, version: &VersionDir, tags: Option<Arc<TurnTags>>) -> Result<(u64, u64, u64)> {
-    let streams = ordered_streams(df, turns_def()).await?;
+/// Writes the rollup of the ordered turns `streams` yield, and with `tags`
+/// the turns themselves and their message tags; returns the rows of each.
+async fn write(
+    streams: Vec<SendableRecordBatchStream>,
+    version: &VersionDir,
+    tags: Option<Arc<TurnTags>>,
+) -> Result<(u64, u64, u64)> {
     let written = each_stream(streams, |stream| {
         let (version, tags) = (version.clone(), tags.clone());
         async move {

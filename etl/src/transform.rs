@@ -22,9 +22,9 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use ocs_dash_engine::snapshot::{self, VersionDir, register_table};
 
-use crate::dangling;
 use crate::error::Result;
 use crate::turn_tags::TurnTags;
+use crate::{dangling, messages, write};
 
 /// Memory the ETL's queries may hold before sorts and aggregations spill to disk.
 const ETL_MEMORY: usize = 4 << 30;
@@ -70,20 +70,15 @@ pub const TAGS_SQL: &str = include_str!("../sql/tags.sql");
 pub const SESSIONS_SQL: &str = include_str!("../sql/sessions.sql");
 /// Every tagged item, for the next incremental run.
 pub const TAGGED_ITEMS_SQL: &str = include_str!("../sql/tagged_items.sql");
-/// Turns of the messages in `chat_chatmessage`, from `snap_sessions`.
-pub const TURNS_SQL: &str = include_str!("../sql/turns.sql");
-pub const OTHER_MESSAGES_SQL: &str = include_str!("../sql/other_messages.sql");
 /// Tag attachments that can become message tags, as the view `message_items`.
 pub const MESSAGE_ITEMS_SQL: &str = include_str!("../sql/message_items.sql");
 /// `message_items` joined with `snap_turns` (incremental runs; a full run
 /// builds the table in the pass over turns, [`crate::turn_tags`]).
 pub const MESSAGE_TAGS_SQL: &str = include_str!("../sql/message_tags.sql");
 pub const SESSION_TAGS_SQL: &str = include_str!("../sql/session_tags.sql");
-/// Anomalies of tables other than messages, except the dangling tagged
-/// items ([`crate::dangling`]).
+/// Anomalies of tables other than messages ([`crate::messages`] counts
+/// those), except the dangling tagged items ([`crate::dangling`]).
 pub const ANOMALIES_SQL: &str = include_str!("../sql/anomalies.sql");
-/// Per-message anomalies: additive over any split of the messages by chat.
-pub const MESSAGE_ANOMALIES_SQL: &str = include_str!("../sql/message_anomalies.sql");
 
 /// What the transform produced.
 #[derive(Debug, Default, Clone)]
@@ -106,11 +101,12 @@ pub async fn create_view(ctx: &SessionContext, name: &str, sql: &str) -> Result<
 /// tables written into `version`.
 ///
 /// The tags of every tagged message are read beside the tables everything
-/// else reads. Then two strands run at once: turns with their rollup and
-/// their message tags ([`crate::turn_tags`]); and the other messages,
-/// tagged items, session tags and anomalies. Each strand alone leaves a
-/// core idle much of the time (a sort's merge, a writer waiting on its
-/// encoders).
+/// else reads. Then one pass over the messages joined with their sessions
+/// ([`crate::messages`]) feeds two strands that run at once: turns with
+/// their rollup and their message tags ([`crate::turn_tags`]); and the
+/// tagged items, session tags, anomalies and, once the pass is over, the
+/// other messages. Each strand alone leaves a core idle much of the time (a
+/// sort's merge, a writer waiting on its encoders).
 pub async fn run(ctx: &SessionContext, version: &VersionDir) -> Result<Transformed> {
     create_view(ctx, "message_items", MESSAGE_ITEMS_SQL).await?;
     let first = async {
@@ -122,28 +118,36 @@ pub async fn run(ctx: &SessionContext, version: &VersionDir) -> Result<Transform
     };
     let tags = TurnTags::read(ctx, "SELECT team_id, tag_id, message_id FROM message_items");
     let (mut tables, tags) = futures::try_join!(first, tags)?;
+    let task = ctx.task_ctx();
+    let (turns, pass) = messages::Pass::start(ctx, write::team_streams(&task)).await?;
+    let turns = write::sort_each(turns, snapshot::table("turns").expect("turns table"), &task)?;
     let turns = async {
         let started = std::time::Instant::now();
-        let df = ctx.sql(TURNS_SQL).await?;
-        let written = crate::slots::write_turns(df, version, Arc::new(tags)).await?;
+        let written = crate::slots::write_turns(turns, version, Arc::new(tags)).await?;
         registered(ctx, version, started, written)
     };
     let rest = async {
-        let mut written = step(ctx, version, "_other_messages", OTHER_MESSAGES_SQL).await?;
-        written.extend(step(ctx, version, "_tagged_items", TAGGED_ITEMS_SQL).await?);
+        let mut written = step(ctx, version, "_tagged_items", TAGGED_ITEMS_SQL).await?;
         written.extend(step(ctx, version, "session_tags", SESSION_TAGS_SQL).await?);
         let mut found = BTreeMap::new();
-        for sql in [MESSAGE_ANOMALIES_SQL, ANOMALIES_SQL] {
-            for (kind, n) in anomalies(ctx, sql).await? {
-                if n > 0 {
-                    found.insert(kind, n as u64);
-                }
+        for (kind, n) in anomalies(ctx, ANOMALIES_SQL).await? {
+            if n > 0 {
+                found.insert(kind, n as u64);
             }
         }
         let messages = dangling::Messages::read(ctx, "SELECT id FROM chat_chatmessage", None, None).await?;
         let n = dangling::count(ctx, &messages).await?;
         if n > 0 {
             found.insert(dangling::KIND.to_string(), n);
+        }
+        // The rest of the pass over messages.
+        let started = std::time::Instant::now();
+        let (others, counts) = pass.finish().await?;
+        let def = snapshot::table("_other_messages").expect("a snapshot table");
+        let rows = write::write_table(ctx.read_table(Arc::new(others))?, def, version).await?;
+        written.extend(registered(ctx, version, started, vec![("_other_messages", rows)])?);
+        for (kind, n) in counts.kinds().filter(|(_, n)| *n > 0) {
+            found.insert(kind.to_string(), n);
         }
         Ok::<_, crate::error::Error>((written, found))
     };

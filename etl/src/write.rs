@@ -11,6 +11,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Datelike, NaiveDate};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, TimestampMicrosecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimestampMicrosecondType};
+use datafusion::execution::TaskContext;
 use datafusion::physical_expr::expressions::col as column;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning, SendableRecordBatchStream};
@@ -262,21 +263,41 @@ pub async fn ordered_streams(df: DataFrame, def: &TableDef) -> Result<Vec<Sendab
         return Ok(vec![df.sort(order)?.execute_stream().await?]);
     }
     let task = Arc::new(df.task_ctx());
-    // Twice the context's partitions (the cores), so that teams of
-    // different sizes still spread evenly.
-    let n = 2 * task.session_config().target_partitions();
+    let n = team_streams(&task);
     let plan = df.create_physical_plan().await?;
     let schema = plan.schema();
+    let split = RepartitionExec::try_new(plan, Partitioning::Hash(vec![column(TEAM_COLUMN, &schema)?], n))?;
+    let parts = (0..n)
+        .map(|p| split.execute(p, task.clone()))
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    sort_each(parts, def, &task)
+}
+
+/// How many streams a partitioned table's teams are split between: twice
+/// the context's partitions (the cores), so that teams of different sizes
+/// still spread evenly.
+pub fn team_streams(task: &TaskContext) -> usize {
+    2 * task.session_config().target_partitions()
+}
+
+/// Each of `parts` (rows of a partitioned table, `team_id` first, every
+/// team's rows in one part) sorted in the table's order
+/// ([`crate::sort::sorted`]).
+pub fn sort_each(
+    parts: Vec<SendableRecordBatchStream>,
+    def: &TableDef,
+    task: &Arc<TaskContext>,
+) -> Result<Vec<SendableRecordBatchStream>> {
+    let Some(schema) = parts.first().map(|p| p.schema()) else {
+        return Ok(Vec::new());
+    };
     let keys = sort_keys(def)
         .map(|c| Ok(schema.index_of(c)?))
         .collect::<Result<Vec<_>>>()?;
-    let split = RepartitionExec::try_new(plan, Partitioning::Hash(vec![column(TEAM_COLUMN, &schema)?], n))?;
-    (0..n)
-        .map(|p| {
-            let part = split.execute(p, task.clone())?;
-            Ok(crate::sort::sorted(part, keys.clone(), task.clone()))
-        })
-        .collect()
+    Ok(parts
+        .into_iter()
+        .map(|part| crate::sort::sorted(part, keys.clone(), task.clone()))
+        .collect())
 }
 
 /// Runs `work` on every stream, each on a task of its own; returns what
