@@ -37,6 +37,12 @@ const ETL_MEMORY: usize = 4 << 30;
 /// 9.0 → 8.6 s, for a peak RSS of 1.2–1.4 GB instead of 0.95.
 const SORT_IN_PLACE: usize = 512 << 20;
 
+/// A join side estimated under this many bytes (or, without a size
+/// estimate, rows) is collected into one hash table shared by every
+/// partition of the other side.
+const COLLECT_JOIN_SIDE_BYTES: usize = 256 << 20;
+const COLLECT_JOIN_SIDE_ROWS: usize = 4 << 20;
+
 /// A DataFusion context for the ETL: bounded memory, spilling sorts.
 pub fn etl_context() -> Result<SessionContext> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -44,6 +50,14 @@ pub fn etl_context() -> Result<SessionContext> {
         .with_target_partitions(threads)
         .with_information_schema(false);
     config.options_mut().execution.sort_in_place_threshold_bytes = SORT_IN_PLACE;
+    // Build one hash table of a join's smaller side, up to a million or so
+    // sessions, and stream the larger side through it where it lies, instead
+    // of repartitioning both sides by the join key: the pass over the 10 M
+    // messages ([`crate::messages`]) otherwise copies every message once
+    // more only to hash-partition it by chat.
+    let optimizer = &mut config.options_mut().optimizer;
+    optimizer.hash_join_single_partition_threshold = COLLECT_JOIN_SIDE_BYTES;
+    optimizer.hash_join_single_partition_threshold_rows = COLLECT_JOIN_SIDE_ROWS;
     // A fair pool: spillable operators (hash aggregates, sorts) share it
     // evenly and spill, leaving room for the merge phase that cannot; the
     // greedy pool let aggregates take it all and failed the merge at scale m.
