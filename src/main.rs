@@ -16,6 +16,9 @@ use ocs_dash_etl::generate::{self, GenOptions, Scale};
 use ocs_dash_etl::progress::Progress;
 use ocs_dash_etl::run::{self, EtlOptions};
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Analytics for Open Chat Studio: Postgres → Parquet snapshots → dashboard charts.
 #[derive(Debug, Parser)]
 #[command(name = "ocs-dash", version, about)]
