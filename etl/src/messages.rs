@@ -12,8 +12,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{filter_record_batch, take_record_batch};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::{filter_record_batch, interleave_record_batch};
 use datafusion::arrow::datatypes::{Int64Type, Schema, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
@@ -42,6 +42,9 @@ pub const KINDS: [&str; 4] = [
 
 /// Batches a turns stream may hold before its sorter takes them.
 const QUEUED: usize = 4;
+
+/// Turns routed at a time ([`Router`]).
+const ROUTED_ROWS: usize = 64 * 1024;
 
 fn turns_def() -> &'static TableDef {
     table("turns").expect("turns table")
@@ -213,36 +216,81 @@ async fn route_all(
     c: &Columns,
     turns: &mut [mpsc::Sender<datafusion::error::Result<RecordBatch>>],
 ) -> Result<Rest> {
-    let streams = turns.len();
     let (mut others, mut counts) = (Vec::new(), Counts::default());
+    let mut router = Router::new(turns.len());
     while let Some(batch) = input.next().await {
         let batch = batch?;
         counts.add(&batch, &c.kinds);
-        let is_turn = batch.column(c.is_turn).as_boolean();
-        let team = batch.column(c.team).as_primitive::<Int64Type>();
-        let mut picks = vec![Vec::new(); streams];
-        for i in 0..batch.num_rows() {
-            if is_turn.is_valid(i) && is_turn.value(i) {
-                picks[team.value(i).rem_euclid(streams as i64) as usize].push(i as u32);
-            }
-        }
-        let rows = batch.project(&c.turns)?;
-        for (to, pick) in turns.iter_mut().zip(picks) {
-            if pick.is_empty() {
-                continue;
-            }
-            let part = take_record_batch(&rows, &UInt32Array::from(pick))?;
-            if to.send(Ok(part)).await.is_err() {
-                // The writers stopped: their error says why.
-                return Ok((others, counts));
-            }
+        router.add(&batch, c)?;
+        if router.rows >= ROUTED_ROWS && !router.send(turns).await? {
+            // The writers stopped: their error says why.
+            return Ok((others, counts));
         }
         let other = filter_record_batch(&batch.project(&c.others)?, batch.column(c.is_other).as_boolean())?;
         if other.num_rows() > 0 {
             others.push(other);
         }
     }
+    router.send(turns).await?;
     Ok((others, counts))
+}
+
+/// Turns gathered from the join's batches until there are [`ROUTED_ROWS`]
+/// of them, then handed on as one batch per stream: a stream's sorter then
+/// holds a few large batches instead of thousands of small ones, which each
+/// batch it gathers would have to go through.
+struct Router {
+    /// The turn columns of the join's batches since the last send.
+    held: Vec<RecordBatch>,
+    /// Per stream, its turns: (batch in `held`, row).
+    picks: Vec<Vec<(usize, usize)>>,
+    rows: usize,
+}
+
+impl Router {
+    fn new(streams: usize) -> Router {
+        Router {
+            held: Vec::new(),
+            picks: vec![Vec::new(); streams],
+            rows: 0,
+        }
+    }
+
+    /// Takes the turns of a batch of the join, each to its team's stream.
+    fn add(&mut self, batch: &RecordBatch, c: &Columns) -> Result<()> {
+        let is_turn = batch.column(c.is_turn).as_boolean();
+        let team = batch.column(c.team).as_primitive::<Int64Type>();
+        let (at, streams) = (self.held.len(), self.picks.len() as i64);
+        let before = self.rows;
+        for i in 0..batch.num_rows() {
+            if is_turn.is_valid(i) && is_turn.value(i) {
+                self.picks[team.value(i).rem_euclid(streams) as usize].push((at, i));
+                self.rows += 1;
+            }
+        }
+        if self.rows > before {
+            self.held.push(batch.project(&c.turns)?);
+        }
+        Ok(())
+    }
+
+    /// Hands each stream its turns; false if the streams' readers stopped.
+    async fn send(&mut self, turns: &mut [mpsc::Sender<datafusion::error::Result<RecordBatch>>]) -> Result<bool> {
+        let held: Vec<&RecordBatch> = self.held.iter().collect();
+        for (to, picks) in turns.iter_mut().zip(&mut self.picks) {
+            if picks.is_empty() {
+                continue;
+            }
+            let rows = interleave_record_batch(&held, picks)?;
+            picks.clear();
+            if to.send(Ok(rows)).await.is_err() {
+                return Ok(false);
+            }
+        }
+        self.held.clear();
+        self.rows = 0;
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
