@@ -16,6 +16,10 @@ use ocs_dash_etl::generate::{self, GenOptions, Scale};
 use ocs_dash_etl::progress::Progress;
 use ocs_dash_etl::run::{self, EtlOptions};
 
+/// jemalloc keeps freed memory for reuse a while instead of handing large
+/// blocks straight back to the kernel as glibc did, where the ETL's Arrow
+/// buffers were faulted in and zeroed afresh batch after batch (README,
+/// "One pass over the messages; CollectLeft; jemalloc").
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
