@@ -26,6 +26,7 @@ use ocs_dash_engine::snapshot::{TEAM_COLUMN, TableDef, table};
 use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
+use crate::slots::turns_def;
 use crate::write::with_team;
 
 /// Every message with its session, classified.
@@ -45,10 +46,6 @@ const QUEUED: usize = 4;
 
 /// Turns routed at a time ([`Router`]).
 const ROUTED_ROWS: usize = 64 * 1024;
-
-fn turns_def() -> &'static TableDef {
-    table("turns").expect("turns table")
-}
 
 fn others_def() -> &'static TableDef {
     table("_other_messages").expect("_other_messages table")
@@ -87,6 +84,14 @@ pub fn others_sql() -> String {
 /// Messages met per anomaly kind, in the order of [`KINDS`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counts(pub [u64; 4]);
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, other: Counts) {
+        for (n, more) in self.0.iter_mut().zip(other.0) {
+            *n += more;
+        }
+    }
+}
 
 impl Counts {
     /// Adds the flags of a batch whose kind columns are at `at`.
@@ -183,9 +188,7 @@ impl Pass {
         while let Some(done) = self.parts.join_next().await {
             let (batches, n) = done.map_err(|e| Error::DataFusion(DataFusionError::External(Box::new(e))))??;
             others.push(batches);
-            for (sum, n) in counts.0.iter_mut().zip(n.0) {
-                *sum += n;
-            }
+            counts += n;
         }
         Ok((MemTable::try_new(self.others, others)?, counts))
     }

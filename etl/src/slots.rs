@@ -38,7 +38,7 @@ use crate::write::{TableWriter, each_stream, ordered_streams, with_team};
 /// Slot rows gathered before they are handed on as one batch.
 const BATCH_ROWS: usize = 64 * 1024;
 
-fn turns_def() -> &'static TableDef {
+pub(crate) fn turns_def() -> &'static TableDef {
     table("turns").expect("turns table")
 }
 

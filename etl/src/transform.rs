@@ -134,7 +134,7 @@ pub async fn run(ctx: &SessionContext, version: &VersionDir) -> Result<Transform
     let (mut tables, tags) = futures::try_join!(first, tags)?;
     let task = ctx.task_ctx();
     let (turns, pass) = messages::Pass::start(ctx, write::team_streams(&task)).await?;
-    let turns = write::sort_each(turns, snapshot::table("turns").expect("turns table"), &task)?;
+    let turns = write::sort_each(turns, crate::slots::turns_def(), &task)?;
     let turns = async {
         let started = std::time::Instant::now();
         let written = crate::slots::write_turns(turns, version, Arc::new(tags)).await?;
