@@ -347,6 +347,17 @@ async fn incremental_equals_full_after_inserts_updates_and_deletes() {
     assert!(cluster.is_i64(), "the manifest records the cluster: {manifest}");
     *cluster = serde_json::json!(cluster.as_i64().unwrap() ^ 1);
     std::fs::write(&head, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    // Its stored message ids, one id short: their count is not the
+    // manifest's, so the run reads the ids from the snapshot's tables.
+    let ids = inc
+        .path()
+        .join("snapshots")
+        .join(manifest["version"].as_str().unwrap())
+        .join(ocs_dash_etl::dangling::MESSAGE_IDS);
+    let mut bytes = std::fs::read(&ids).unwrap();
+    let last = bytes.iter().rposition(|&b| b != 0).unwrap();
+    bytes[last] &= bytes[last] - 1;
+    std::fs::write(&ids, bytes).unwrap();
     generate::simulate_day(&db.url, 4).await.unwrap();
     let total_sessions = db
         .scalar_i64("SELECT count(*) FROM experiments_experimentsession")

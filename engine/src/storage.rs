@@ -517,6 +517,23 @@ impl VersionDir {
         self.url(table, Some(team))
     }
 
+    /// The object `name` at the root of the version's folder (beside the
+    /// tables' folders), for what the ETL keeps for its next run.
+    pub fn object(&self, name: &str) -> ObjPath {
+        self.prefix().join(name)
+    }
+
+    /// Writes the object `name` at the root of the version's folder.
+    pub async fn put(&self, name: &str, body: Vec<u8>) -> Result<()> {
+        let path = self.object(name);
+        self.data
+            .store
+            .put(&path, PutPayload::from(body))
+            .await
+            .map_err(self.data.storage(format!("writing {path}")))?;
+        Ok(())
+    }
+
     /// Reads a whole object of this version.
     pub async fn read(&self, path: &ObjPath) -> Result<bytes::Bytes> {
         let ctx = format!("reading {path}");

@@ -51,7 +51,10 @@
 //! - **Anomalies**: the per-message kinds are the previous counts, minus
 //!   the counts over the changed chats' old messages (with the previous
 //!   sessions), plus the counts over what was derived again; the others are
-//!   computed in full.
+//!   computed in full, the dangling tagged items over the previous
+//!   snapshot's message ids as its run stored them
+//!   ([`crate::dangling::MESSAGE_IDS`], used only if their count and sum
+//!   are its manifest's) patched with the changed chats' messages.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
@@ -553,7 +556,7 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
     }
     step.log("session tags and other messages");
 
-    let anomalies = anomalies(ctx, plan).await?;
+    let anomalies = anomalies(ctx, plan, version).await?;
     step.log("anomalies");
     if let Some(patching) = items {
         patching
@@ -611,7 +614,7 @@ async fn tagged_items(
 }
 
 /// Every anomaly count of the new snapshot (see the module docs).
-async fn anomalies(ctx: &SessionContext, plan: &Plan) -> Result<BTreeMap<String, u64>> {
+async fn anomalies(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Result<BTreeMap<String, u64>> {
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();
     // The per-message kinds over the messages derived again...
     let derived = messages::count(ctx).await?;
@@ -635,18 +638,32 @@ async fn anomalies(ctx: &SessionContext, plan: &Plan) -> Result<BTreeMap<String,
         *counts.entry(kind.to_string()).or_default() -= n as i64;
     }
     // The other kinds in full; the dangling tagged items over the message
-    // ids of the new snapshot: the previous ones, less those of the changed
-    // chats, plus those derived again.
+    // ids of the new snapshot: the previous ones (as the previous run stored
+    // them, else read from its tables), less those of the changed chats,
+    // plus those derived again. The new ids are stored for the next run.
     for (kind, n) in transform::anomalies(ctx, transform::ANOMALIES_SQL).await? {
         *counts.entry(kind).or_default() += n;
     }
-    let messages = dangling::Messages::read(
+    let prev = &plan.prev.watermark;
+    let prev = match dangling::stored(&plan.prev_dir, prev.count, parse_sum(&prev.id_sum)?) {
+        Some(ids) => ids,
+        None => {
+            tracing::info!("incremental: no usable stored message ids, reading them from the previous snapshot");
+            ids(
+                ctx,
+                "SELECT message_id FROM prev_turns UNION ALL SELECT message_id FROM prev__other_messages",
+            )
+            .await?
+        }
+    };
+    let messages = dangling::Messages::patched(
         ctx,
-        "SELECT message_id FROM prev_turns UNION ALL SELECT message_id FROM prev__other_messages",
-        Some("SELECT message_id FROM x_prev_turns UNION ALL SELECT message_id FROM x_prev_other"),
-        Some("SELECT id FROM chat_chatmessage"),
+        prev,
+        "SELECT message_id FROM x_prev_turns UNION ALL SELECT message_id FROM x_prev_other",
+        "SELECT id FROM chat_chatmessage",
     )
     .await?;
+    messages.save(version).await?;
     counts.insert(
         dangling::KIND.to_string(),
         dangling::count(ctx, &messages).await? as i64,

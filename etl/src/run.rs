@@ -33,7 +33,7 @@
 //!
 //! The read of 3 and of every other table runs over `READERS` connections
 //! sharing one snapshot ([`postgres::Reader`]); the check of 2 runs on one
-//! more connection of that snapshot, beside the copies and then beside the
+//! more connection of that snapshot once the copies are done, beside the
 //! transform of the incremental version, which is published only if the
 //! check passes. If it fails, the run discards that version, falls back to
 //! reading every message, tagged item and session (the rest of them, on the
@@ -163,8 +163,7 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
     // Every table at once over several connections sharing one snapshot:
     // messages (above the previous watermark, see the module docs) first,
     // then the rest, largest first; the check of the messages below the
-    // watermark on one more connection, beside the copies and the
-    // transform.
+    // watermark on one more connection, beside the transform.
     let mut reader = postgres::Reader::open(&opts.database_url, READERS + 1).await?;
     let (info, as_of, xmin) = (reader.info, reader.as_of, reader.xmin);
     let checker = reader.split_off();
@@ -198,19 +197,6 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
         .and_then(|(prev, _)| prev.source_position)
         .filter(|p| Some(p.cluster) == info.cluster)
         .and_then(|p| (xmin.checked_sub(p.xmin)? < 1 << 30).then_some(p.xmin as u32));
-    let check = match &previous {
-        Some((prev, _)) => {
-            let (mut checker, below) = (checker, prev.watermark.max_id);
-            Some(tokio::spawn(async move {
-                let found = checker.message_fingerprint(below).await;
-                found.map(|f| (checker, f))
-            }))
-        }
-        None => {
-            checker.close().await?;
-            None
-        }
-    };
 
     let version = DataDir::new_version_name(Utc::now());
     let vdir = dir.version_dir(&version);
@@ -294,6 +280,22 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
         _ => None,
     };
     reader.close().await?;
+    // The check of the messages below the watermark, once the read is
+    // over: beside the transform, which leaves a core idle more often than
+    // the read does.
+    let check = match &previous {
+        Some((prev, _)) => {
+            let (mut checker, below) = (checker, prev.watermark.max_id);
+            Some(tokio::spawn(async move {
+                let found = checker.message_fingerprint(below).await;
+                found.map(|f| (checker, f))
+            }))
+        }
+        None => {
+            checker.close().await?;
+            None
+        }
+    };
     let read_rows: u64 = stage.rows().values().sum();
     progress.done("read", "all", read_rows);
 
@@ -395,8 +397,8 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
     })
 }
 
-/// Removes what an incremental run wrote into `vdir` (a local folder),
-/// keeping the stage inside it.
+/// Removes what an incremental run wrote into `vdir` (a local folder):
+/// its tables' folders and its files, keeping the stage inside it.
 fn discard_tables(vdir: &VersionDir, stage: &Stage) -> Result<()> {
     let Some(path) = vdir.local_path() else {
         return Ok(());
@@ -404,8 +406,11 @@ fn discard_tables(vdir: &VersionDir, stage: &Stage) -> Result<()> {
     let io = |e| Error::io(format!("removing the tables of {}", path.display()), e);
     for entry in std::fs::read_dir(&path).map_err(io)? {
         let entry = entry.map_err(io)?.path();
-        if entry != stage.dir() {
+        if entry.is_dir() && entry != stage.dir() {
             std::fs::remove_dir_all(&entry).map_err(io)?;
+        } else if entry.is_file() {
+            // The message ids stored beside the tables.
+            std::fs::remove_file(&entry).map_err(io)?;
         }
     }
     Ok(())

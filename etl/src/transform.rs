@@ -149,7 +149,8 @@ pub async fn run(ctx: &SessionContext, version: &VersionDir) -> Result<Transform
                 found.insert(kind, n as u64);
             }
         }
-        let messages = dangling::Messages::read(ctx, "SELECT id FROM chat_chatmessage", None, None).await?;
+        let messages = dangling::Messages::read(ctx, "SELECT id FROM chat_chatmessage").await?;
+        messages.save(version).await?;
         let n = dangling::count(ctx, &messages).await?;
         if n > 0 {
             found.insert(dangling::KIND.to_string(), n);
