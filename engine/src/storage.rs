@@ -519,7 +519,7 @@ impl VersionDir {
 
     /// The object `name` at the root of the version's folder (beside the
     /// tables' folders), for what the ETL keeps for its next run.
-    pub fn object(&self, name: &str) -> ObjPath {
+    fn object(&self, name: &str) -> ObjPath {
         self.prefix().join(name)
     }
 
