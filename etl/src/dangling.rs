@@ -135,6 +135,31 @@ impl IdSet {
         }
     }
 
+    /// Whether the set may hold an id in `lo..=hi`: exact for a dense set;
+    /// for a sparse one, `true` unless it is small enough to look through.
+    pub fn any_in(&self, lo: i64, hi: i64) -> bool {
+        match self {
+            IdSet::Dense { base, bits } => {
+                let (lo, hi) = (lo.max(*base), hi.min(base.saturating_add(64 * bits.len() as i64 - 1)));
+                if lo > hi {
+                    return false;
+                }
+                let (from, to) = (lo.abs_diff(*base) as usize, hi.abs_diff(*base) as usize);
+                (from / 64..=to / 64).any(|w| {
+                    let mut word = bits[w];
+                    if w == from / 64 {
+                        word &= u64::MAX << (from % 64);
+                    }
+                    if w == to / 64 {
+                        word &= u64::MAX >> (63 - to % 64);
+                    }
+                    word != 0
+                })
+            }
+            IdSet::Sparse(set) => set.len() > 1 << 12 || set.iter().any(|id| (lo..=hi).contains(id)),
+        }
+    }
+
     /// How many ids the set holds.
     pub fn len(&self) -> usize {
         match self {
@@ -297,6 +322,25 @@ mod tests {
             }
         }
         assert!(!IdSet::new(&[]).contains(0));
+        for (lo, hi) in [
+            (i64::MIN, 4),
+            (6, 6),
+            (8, 8),
+            (10, 199),
+            (201, i64::MAX),
+            (0, 300),
+            (-3, -3),
+        ] {
+            let want = [5, 6, 7, 9, 200].iter().any(|id| (lo..=hi).contains(id));
+            assert_eq!(dense.any_in(lo, hi), want, "{lo}..={hi} dense");
+            let want = [-3, 1 << 40, i64::MAX, i64::MIN]
+                .iter()
+                .any(|id| (lo..=hi).contains(id));
+            assert_eq!(sparse.any_in(lo, hi), want, "{lo}..={hi} sparse");
+        }
+        let wide = IdSet::new(&[64, 127, 128, 1000]);
+        assert!(wide.any_in(127, 127) && wide.any_in(100, 130) && !wide.any_in(129, 999) && !wide.any_in(65, 126));
+        assert!(!IdSet::new(&[]).any_in(i64::MIN, i64::MAX));
     }
 
     /// The ids of `set`, sorted.

@@ -76,10 +76,10 @@ use crate::error::{Error, Result};
 use crate::patch::{Change, Drop, DropTest, Patched, patch_chunk};
 use crate::transform::{self, Transformed, create_view};
 use crate::write::{
-    Chunk, ENCODERS, SessionLinks, chunk_column, chunk_dir, file_month, month_of, month_start, sort_keys,
+    Chunk, SessionLinks, chunk_column, chunk_dir, file_month, month_of, month_start, on_workers, sort_keys,
     split_into_chunks, write_table,
 };
-use crate::{messages, slots};
+use crate::{messages, scan, slots};
 
 /// Session columns whose change can change a turn, an other message, or a
 /// per-message anomaly of the session's chat (`team_id` and `session_id`
@@ -176,8 +176,10 @@ pub fn gone_items(before: &[i64], mut now: Vec<i64>) -> std::result::Result<Vec<
 
 /// Registers the tables of `prev` (found [`usable`] in `prev_dir`) as
 /// `prev_<table>`, derives the small tables from the source tables
-/// registered in `ctx` (as `snap_<table>`, in memory) and finds the changed
-/// chats.
+/// registered in `ctx` (as `snap_<table>`, in memory), finds the changed
+/// chats and reads the previous turns the run looks up (of those chats, of
+/// the chats of the new messages, registered as `new_chat_chatmessage`, and
+/// of the messages an item added since tags).
 ///
 /// With `gone_items`, the run read only the tagged items added since `prev`
 /// (registered as `new_annotations_customtaggeditem`): the source's items
@@ -306,11 +308,48 @@ pub async fn prepare(
          WHERE chat_id IS NOT NULL",
     )
     .await?;
-    let turn_cols = columns(table("turns").expect("turns"));
+    step.log("found the changed chats");
+    // Tagged items compared with the previous message tags, for the items
+    // added since on turns that stay.
+    materialize(ctx, "message_items", transform::MESSAGE_ITEMS_SQL).await?;
+    materialize(
+        ctx,
+        "tags_diff",
+        "SELECT p.team_id AS p_team, p.created_at AS p_created, p.tag_id AS p_tag, p.message_id AS p_message,
+                i.team_id AS i_team, i.tag_id AS i_tag, i.message_id AS i_message
+         FROM prev_message_tags p FULL JOIN message_items i
+           ON i.team_id = p.team_id AND i.tag_id = p.tag_id AND i.message_id = p.message_id
+         WHERE p.message_id IS NULL OR i.message_id IS NULL",
+    )
+    .await?;
+    step.log("message tags: compared with the previous ones");
+    // Every previous turn the run looks up, in one read (crate::scan):
+    // those of the changed chats (derived again), of the chats with new
+    // messages (their sessions' slots are rolled up again from all their
+    // turns), and of the messages an item added since tags.
+    let turns = table("turns").expect("turns");
+    let chats = ids(
+        ctx,
+        "SELECT chat_id FROM x_chats UNION ALL SELECT chat_id FROM new_chat_chatmessage",
+    )
+    .await?;
+    let tagged = ids(ctx, "SELECT i_message FROM tags_diff WHERE p_message IS NULL").await?;
+    let files = chunk_files(turns, &prev_dir)
+        .map_err(Error::PrevSnapshot)?
+        .into_iter()
+        .flat_map(|(chunk, paths)| paths.into_iter().map(move |p| (chunk.team.expect("partitioned"), p)))
+        .collect();
+    let keys = vec![("chat_id", Arc::new(chats)), ("message_id", Arc::new(tagged))];
+    ctx.deregister_table("touched_turns")?;
+    ctx.register_table("touched_turns", Arc::new(scan::matching(turns, files, keys).await?))?;
+    step.log("read the previous turns looked up");
     materialize(
         ctx,
         "x_prev_turns",
-        &format!("SELECT team_id, {turn_cols} FROM prev_turns WHERE chat_id IN (SELECT chat_id FROM x_chats)"),
+        &format!(
+            "SELECT team_id, {} FROM touched_turns WHERE chat_id IN (SELECT chat_id FROM x_chats)",
+            columns(turns)
+        ),
     )
     .await?;
     materialize(
@@ -331,7 +370,7 @@ pub async fn prepare(
     let count = gone[0].column(0).as_primitive::<Int64Type>().value(0) as u64;
     let sum = cast(gone[0].column(1), &DataType::Utf8)?;
     let removed = (count, parse_sum(sum.as_string::<i32>().value(0))?);
-    step.log("found the changed chats");
+    step.log("the changed chats' previous messages");
     Ok(Plan {
         prev,
         prev_dir,
@@ -430,15 +469,19 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
     )
     .await?;
     a_slots.extend(a_turns.iter().copied());
+    // `touched_turns` holds every kept turn of those sessions: a kept
+    // turn's chat is its session's chat (a session whose chat changed made
+    // both chats changed ones), which is the chat of a message derived
+    // again, so a changed chat or one with new messages.
     create_view(
         ctx,
         "snap_turns",
         &kept_and_new(
             &turn_cols,
-            "prev_turns",
+            "touched_turns",
             &format!(
                 "session_id IN (SELECT session_id FROM d_turns) AND {}",
-                kept_chat("prev_turns")
+                kept_chat("touched_turns")
             ),
             "d_turns",
         ),
@@ -462,18 +505,6 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
 
     // Message tags: months whose turns changed, lost a tag, or gained one,
     // patched from their previous rows (see the module docs).
-    materialize(ctx, "message_items", transform::MESSAGE_ITEMS_SQL).await?;
-    materialize(
-        ctx,
-        "tags_diff",
-        "SELECT p.team_id AS p_team, p.created_at AS p_created, p.tag_id AS p_tag, p.message_id AS p_message,
-                i.team_id AS i_team, i.tag_id AS i_tag, i.message_id AS i_message
-         FROM prev_message_tags p FULL JOIN message_items i
-           ON i.team_id = p.team_id AND i.tag_id = p.tag_id AND i.message_id = p.message_id
-         WHERE p.message_id IS NULL OR i.message_id IS NULL",
-    )
-    .await?;
-    step.log("message tags: compared with the previous ones");
     let tag_cols = columns(def("message_tags"));
     // Items that tagged no turn before and now tag a turn that stays.
     materialize(
@@ -481,7 +512,7 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
         "tags_added",
         "SELECT t.team_id, d.i_tag AS tag_id, t.message_id, t.session_id, t.chatbot_id, t.participant_id,
                 t.platform, t.message_type, t.created_at
-         FROM prev_turns t
+         FROM touched_turns t
          JOIN tags_diff d ON d.i_message = t.message_id AND d.i_team = t.team_id
          WHERE d.p_message IS NULL AND NOT EXISTS (SELECT 1 FROM x_chats x WHERE x.chat_id = t.chat_id)",
     )
@@ -880,33 +911,18 @@ async fn patch_chunks(
             )
         })
         .collect();
-    let jobs = std::sync::Mutex::new(jobs);
     let done = tokio::task::spawn_blocking(move || {
-        std::thread::scope(|s| {
-            let workers: Vec<_> = (0..ENCODERS)
-                .map(|_| {
-                    s.spawn(|| {
-                        let mut done = Patched::default();
-                        loop {
-                            let Some((files, month, new, out)) = jobs.lock().expect("job list").pop() else {
-                                return Ok::<_, Error>(done);
-                            };
-                            let change = Change {
-                                drop: Some(Drop {
-                                    columns: drop_columns,
-                                    test: drop.as_ref(),
-                                }),
-                                new,
-                            };
-                            done += patch_chunk(def, &files, month, change, &out)?;
-                        }
-                    })
-                })
-                .collect();
-            workers.into_iter().try_fold(Patched::default(), |all, w| {
-                Ok::<_, Error>(all + w.join().expect("a patch worker panicked")?)
-            })
-        })
+        let done = on_workers(jobs, |(files, month, new, out)| {
+            let change = Change {
+                drop: Some(Drop {
+                    columns: drop_columns,
+                    test: drop.as_ref(),
+                }),
+                new,
+            };
+            patch_chunk(def, &files, month, change, &out)
+        })?;
+        Ok::<_, Error>(done.into_iter().fold(Patched::default(), |all, one| all + one))
     })
     .await
     .map_err(|e| Error::io("patching a snapshot table", std::io::Error::other(e)))??;

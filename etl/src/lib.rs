@@ -19,6 +19,7 @@ pub mod postgres;
 pub mod progress;
 pub mod rollup;
 pub mod run;
+pub mod scan;
 pub mod slots;
 pub mod sort;
 pub mod source;

@@ -314,8 +314,8 @@ pub async fn run_etl(opts: &EtlOptions, progress: &mut Progress) -> Result<Summa
     let mut built = None;
     if let (Some((prev, prev_dir)), Some(check)) = (previous, check) {
         progress.step("comparing with the previous snapshot");
-        let plan = incremental::prepare(&ctx, dir, prev, prev_dir, gone_items, session_ids).await?;
         stage.register(&ctx, messages, "new_chat_chatmessage").await?;
+        let plan = incremental::prepare(&ctx, dir, prev, prev_dir, gone_items, session_ids).await?;
         progress.step("writing snapshot");
         let out = incremental::run(&ctx, &plan, &vdir).await?;
         let (mut checker, pg) = check

@@ -226,6 +226,33 @@ const ZSTD_LEVEL: i32 = 1;
 /// is most of a write.
 pub(crate) const ENCODERS: usize = 2;
 
+/// Runs `work` on every job, on [`ENCODERS`] threads that each take the
+/// next job as they get free (so list the longest last: they are taken from
+/// the end). Blocking; the results come in no particular order.
+pub(crate) fn on_workers<J: Send, T: Send>(jobs: Vec<J>, work: impl Fn(J) -> Result<T> + Sync) -> Result<Vec<T>> {
+    let jobs = std::sync::Mutex::new(jobs);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..ENCODERS)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let Some(job) = jobs.lock().expect("job list").pop() else {
+                            return Ok::<_, Error>(done);
+                        };
+                        done.push(work(job)?);
+                    }
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(w.join().expect("a worker thread panicked")?);
+        }
+        Ok(all)
+    })
+}
+
 /// A file being written: its rows go to the task that encodes them.
 struct TeamFile {
     chunk: Chunk,
