@@ -48,6 +48,11 @@ impl IdSet {
         set
     }
 
+    /// The ids `sql` returns (one Int64 column; NULLs are skipped).
+    pub async fn read(ctx: &SessionContext, sql: &str) -> Result<IdSet> {
+        Ok(IdSet::new(&int64_values(ctx, sql).await?))
+    }
+
     pub fn is_empty(&self) -> bool {
         match self {
             IdSet::Dense { bits, .. } => bits.iter().all(|&w| w == 0),
@@ -222,7 +227,7 @@ pub struct Messages(IdSet);
 impl Messages {
     /// The ids of `sql`, a query returning one column of message ids.
     pub async fn read(ctx: &SessionContext, sql: &str) -> Result<Self> {
-        Ok(Messages(IdSet::new(&int64_values(ctx, sql).await?)))
+        Ok(Messages(IdSet::read(ctx, sql).await?))
     }
 
     /// An incremental run's: the previous snapshot's ids `prev`, less those
@@ -264,11 +269,11 @@ pub fn stored(dir: &Path, count: u64, sum: i128) -> Option<IdSet> {
 /// `django_content_type` and `chat_chat` registered in `ctx`.
 pub async fn count(ctx: &SessionContext, messages: &Messages) -> Result<u64> {
     let content_types = |model: &str| format!("SELECT id FROM django_content_type WHERE app_label = 'chat'{model}");
-    let on_messages = IdSet::new(&int64_values(ctx, &content_types(" AND model = 'chatmessage'")).await?);
-    let on_chats = IdSet::new(&int64_values(ctx, &content_types(" AND model = 'chat'")).await?);
-    let on_app = IdSet::new(&int64_values(ctx, &content_types("")).await?);
-    let tags = IdSet::new(&int64_values(ctx, "SELECT id FROM annotations_tag").await?);
-    let chats = IdSet::new(&int64_values(ctx, "SELECT id FROM chat_chat").await?);
+    let on_messages = IdSet::read(ctx, &content_types(" AND model = 'chatmessage'")).await?;
+    let on_chats = IdSet::read(ctx, &content_types(" AND model = 'chat'")).await?;
+    let on_app = IdSet::read(ctx, &content_types("")).await?;
+    let tags = IdSet::read(ctx, "SELECT id FROM annotations_tag").await?;
+    let chats = IdSet::read(ctx, "SELECT id FROM chat_chat").await?;
     let mut stream = ctx
         .sql("SELECT content_type_id, tag_id, object_id FROM annotations_customtaggeditem")
         .await?

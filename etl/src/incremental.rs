@@ -328,12 +328,12 @@ pub async fn prepare(
     // messages (their sessions' slots are rolled up again from all their
     // turns), and of the messages an item added since tags.
     let turns = table("turns").expect("turns");
-    let chats = ids(
+    let chats = IdSet::read(
         ctx,
         "SELECT chat_id FROM x_chats UNION ALL SELECT chat_id FROM new_chat_chatmessage",
     )
     .await?;
-    let tagged = ids(ctx, "SELECT i_message FROM tags_diff WHERE p_message IS NULL").await?;
+    let tagged = IdSet::read(ctx, "SELECT i_message FROM tags_diff WHERE p_message IS NULL").await?;
     let files = chunk_files(turns, &prev_dir)
         .map_err(Error::PrevSnapshot)?
         .into_iter()
@@ -430,7 +430,7 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
             columns(sessions)
         ))
         .await?;
-    let drop = first_in(Arc::new(ids(ctx, "SELECT p_session FROM sessions_diff").await?));
+    let drop = first_in(Arc::new(IdSet::read(ctx, "SELECT p_session FROM sessions_diff").await?));
     patch_chunks(new, sessions, &changed, &["session_id"], drop, &plan.prev_dir, vdir).await?;
     step.log("small tables");
 
@@ -444,7 +444,7 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
     )
     .await?;
     // Turns and other messages of the changed chats go.
-    let changed_chats = Arc::new(ids(ctx, "SELECT chat_id FROM x_chats").await?);
+    let changed_chats = Arc::new(IdSet::read(ctx, "SELECT chat_id FROM x_chats").await?);
     let new = ctx.table("d_turns").await?;
     let drop = first_in(changed_chats.clone());
     let patched = patch_chunks(new, turns, &a_turns, &["chat_id"], drop, &plan.prev_dir, vdir).await?;
@@ -496,7 +496,7 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
     let new = ctx
         .sql(&format!("SELECT team_id, {} FROM d_slots", columns(slots_def)))
         .await?;
-    let drop = first_in(Arc::new(ids(ctx, "SELECT session_id FROM t_sessions").await?));
+    let drop = first_in(Arc::new(IdSet::read(ctx, "SELECT session_id FROM t_sessions").await?));
     let patched = patch_chunks(new, slots_def, &a_slots, &["session_id"], drop, &plan.prev_dir, vdir).await?;
     step.log(&format!(
         "turn slots: {} team-months rewritten ({patched})",
@@ -534,7 +534,7 @@ pub async fn run(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> Res
         ))
         .await?;
     // Tags of turns derived again, and of items gone.
-    let derived = ids(ctx, "SELECT message_id FROM x_prev_turns").await?;
+    let derived = IdSet::read(ctx, "SELECT message_id FROM x_prev_turns").await?;
     let mut gone = HashSet::new();
     for b in ctx
         .sql("SELECT p_tag, p_message FROM tags_diff WHERE i_message IS NULL")
@@ -680,7 +680,7 @@ async fn anomalies(ctx: &SessionContext, plan: &Plan, version: &VersionDir) -> R
         Some(ids) => ids,
         None => {
             tracing::info!("incremental: no usable stored message ids, reading them from the previous snapshot");
-            ids(
+            IdSet::read(
                 ctx,
                 "SELECT message_id FROM prev_turns UNION ALL SELECT message_id FROM prev__other_messages",
             )
@@ -857,11 +857,6 @@ fn register_ids(ctx: &SessionContext, name: &str, ids: Vec<i64>) -> Result<()> {
     ctx.deregister_table(name)?;
     ctx.register_table(name, Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?))?;
     Ok(())
-}
-
-/// The values of the one Int64 column `sql` returns, as a set.
-async fn ids(ctx: &SessionContext, sql: &str) -> Result<IdSet> {
-    Ok(IdSet::new(&transform::int64_values(ctx, sql).await?))
 }
 
 /// A [`Drop`] test: the row's first drop column is in `set`.
